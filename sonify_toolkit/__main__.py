@@ -1,0 +1,3 @@
+from sonify_toolkit.cli import main
+
+main()

@@ -1,0 +1,125 @@
+"""Decode, mono, resample, segment, loudness, gain and mix: the paper's audio maths as pure numpy.
+
+Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis/opus, mp3, aiff) and resampling soxr;
+loudness is ITU-R BS.1770-4 integrated loudness through pyloudnorm. Pool, render and the
+training recipe all call these functions, so a clip is standardised the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import soundfile as sf
+import soxr
+
+from .settings import SAMPLE_RATE, SEGMENT_FRAMES
+
+
+class AudioDecodeError(ValueError):
+    """A file that libsndfile cannot decode, or that decodes to nothing."""
+
+
+def decode(source: str | Path | bytes) -> tuple[np.ndarray, int]:
+    """Decode a file (path or bytes) to float32 of shape (frames, channels) and its rate."""
+    try:
+        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises LibsndfileError, RuntimeError, TypeError... by format
+        raise AudioDecodeError(f"cannot decode: {exc}") from exc
+    if data.shape[0] == 0:
+        raise AudioDecodeError("zero-length audio")
+    if not np.isfinite(data).all():
+        raise AudioDecodeError("audio holds NaN or infinite samples")
+    return data, int(sr)
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """Mean of the channels (the paper sums stereo down to mono; the mean keeps full scale)."""
+    return data if data.ndim == 1 else data.mean(axis=1, dtype=np.float32)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Band-limited resampling with soxr (high quality); a no-op when the rates match."""
+    if sr_in == sr_out:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    return soxr.resample(x, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def standardize(data: np.ndarray, sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono, then resample: the pool's canonical 16 kHz signal (downmix first: half the work)."""
+    return resample(to_mono(data), sr, target_sr)
+
+
+def load_standard(source: str | Path | bytes, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    data, sr = decode(source)
+    return standardize(data, sr, target_sr)
+
+
+def num_segments(num_frames: int, segment_frames: int = SEGMENT_FRAMES) -> int:
+    """Non-overlapping windows covering the signal; the last one is zero-padded (34 s -> 7)."""
+    return max(1, math.ceil(num_frames / segment_frames))
+
+
+def window(x: np.ndarray, segment: int, segment_frames: int = SEGMENT_FRAMES) -> tuple[np.ndarray, int]:
+    """Segment `segment` of `x`, zero-padded to full length, and its count of valid frames."""
+    start = segment * segment_frames
+    part = x[start : start + segment_frames]
+    valid = int(part.shape[0])
+    if valid == segment_frames:
+        return np.ascontiguousarray(part, dtype=np.float32), valid
+    out = np.zeros(segment_frames, dtype=np.float32)
+    out[:valid] = part
+    return out, valid
+
+
+@lru_cache(maxsize=8)
+def _meter(sr: int) -> pyloudnorm.Meter:
+    return pyloudnorm.Meter(sr)  # BS.1770-4 K-weighting, 400 ms blocks, 75% overlap
+
+
+def loudness(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+    """Integrated loudness in LUFS; -inf for digital silence."""
+    with np.errstate(divide="ignore"):
+        return float(_meter(sr).integrated_loudness(np.asarray(x, dtype=np.float64)))
+
+
+def peak(x: np.ndarray) -> float:
+    return float(np.max(np.abs(x))) if x.size else 0.0
+
+
+def db_to_gain(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+def gain_to_db(gain: float) -> float:
+    return float(20.0 * math.log10(gain))
+
+
+def normalize_loudness(x: np.ndarray, measured_lufs: float, target_lufs: float) -> np.ndarray:
+    """Paper A.9: scale linearly by 10^((target - measured)/20)."""
+    return (x * db_to_gain(target_lufs - measured_lufs)).astype(np.float32)
+
+
+def mix(sources: Sequence[np.ndarray], peak_ceiling: float = 1.0) -> tuple[np.ndarray, float]:
+    """Sum already-normalised sources in the time domain; if the sum would clip, scale the whole
+    mix down to the ceiling and return that gain in dB (0.0 when untouched)."""
+    if not sources:
+        raise ValueError("nothing to mix")
+    total = np.sum(np.stack([np.asarray(s, dtype=np.float32) for s in sources]), axis=0, dtype=np.float32)
+    p = peak(total)
+    if p > peak_ceiling:
+        g = peak_ceiling / p
+        return (total * g).astype(np.float32), gain_to_db(g)
+    return total, 0.0
+
+
+def encode(x: np.ndarray, sr: int = SAMPLE_RATE, fmt: str = "flac", subtype: str = "PCM_16") -> bytes:
+    """Encode mono float audio to FLAC/WAV bytes (deterministic: same samples, same bytes)."""
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(x, dtype=np.float32), sr, format=fmt.upper(), subtype=subtype)
+    return buf.getvalue()

@@ -1,0 +1,99 @@
+"""CLAP text and audio encoders (transformers `ClapModel`), returning L2-normalised float32 vectors.
+
+Any LAION CLAP checkpoint in transformers format works by Hub id or local path; nothing is
+loaded at import. The checkpoint's id and resolved revision are recorded so that retrieval can
+refuse to compare text vectors from one CLAP with audio vectors from another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..settings import CLAP_BATCH_SIZE, CLAP_SAMPLE_RATE
+
+
+def pick_device(device: str | None) -> str:
+    """`auto` (or None) means cuda when available; anything else is passed to torch as is."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def torch_dtype(name: str | None, device: str) -> Any:
+    """`auto` is bf16 on GPU and fp32 on CPU."""
+    import torch
+
+    if name in (None, "", "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+            "fp16": torch.float16, "float16": torch.float16}[name]
+
+
+@dataclass(frozen=True)
+class ClapIdentity:
+    """Which CLAP made a set of vectors: compared before text and audio vectors are matched."""
+
+    model: str
+    revision: str | None
+    dim: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "revision": self.revision, "dim": self.dim}
+
+
+class ClapEncoder:
+    def __init__(self, model: str, device: str | None = "auto", dtype: str | None = "auto",
+                 revision: str | None = None, batch_size: int = CLAP_BATCH_SIZE):
+        import torch
+        from transformers import ClapModel, ClapProcessor
+
+        self.device = pick_device(device)
+        self.model = ClapModel.from_pretrained(model, revision=revision, dtype=torch_dtype(dtype, self.device))
+        self.model.to(self.device).eval()
+        self.processor = ClapProcessor.from_pretrained(model, revision=revision)
+        # unfused checkpoints take one mel channel ("rand_trunc"); fused ones four ("fusion")
+        self.truncation = "fusion" if self.model.config.audio_config.enable_fusion else "rand_trunc"
+        self.batch_size = batch_size
+        commit = getattr(self.model.config, "_commit_hash", None)
+        self.identity = ClapIdentity(model=model, revision=revision or commit,
+                                     dim=int(self.model.config.projection_dim))
+
+    def _features(self, out: Any) -> np.ndarray:
+        import torch
+
+        emb = out if isinstance(out, torch.Tensor) else out.pooler_output  # transformers 5: a ModelOutput
+        emb = torch.nn.functional.normalize(emb.float(), dim=-1)
+        return emb.cpu().numpy().astype(np.float32)
+
+    def embed_audio(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """48 kHz mono float clips -> (n, dim) unit vectors."""
+        import torch
+
+        out = []
+        for i in range(0, len(clips), self.batch_size):
+            batch = [np.asarray(c, dtype=np.float32) for c in clips[i : i + self.batch_size]]
+            inputs = self.processor.feature_extractor(batch, sampling_rate=CLAP_SAMPLE_RATE, truncation=self.truncation,
+                                                      return_tensors="pt")
+            inputs = {k: v.to(self.device, dtype=self.model.dtype) if v.is_floating_point() else v.to(self.device)
+                      for k, v in inputs.items()}
+            with torch.inference_mode():
+                out.append(self._features(self.model.get_audio_features(**inputs)))
+        return np.concatenate(out) if out else np.zeros((0, self.identity.dim), np.float32)
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (n, dim) unit vectors."""
+        import torch
+
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            inputs = self.processor.tokenizer(list(texts[i : i + self.batch_size]), padding=True, truncation=True,
+                                              return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                out.append(self._features(self.model.get_text_features(**inputs)))
+        return np.concatenate(out) if out else np.zeros((0, self.identity.dim), np.float32)

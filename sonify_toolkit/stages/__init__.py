@@ -1,0 +1,1 @@
+"""Pipeline stages: pool -> extract -> retrieve -> render -> publish; each a pure core plus a Stage."""

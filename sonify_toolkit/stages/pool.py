@@ -1,0 +1,342 @@
+"""`sonify pool`: folders of recordings -> 5-s, 16 kHz mono segments with loudness, checksums,
+labels, CLAP audio embeddings and a faiss index (paper 3.3 and A.7).
+
+Two stages share one plan (files in sorted order, `files_per_shard` per shard):
+
+* `PoolSegmentsStage` decodes each file once and writes `pool/segments/` (+ `pool/errors/`).
+  This alone is what `render` needs, so `--no-embed` stops here.
+* `PoolEmbedStage` adds `pool/clap/embeddings/NNNNN.npy`, row-aligned with segment shard NNNNN,
+  and can run later without redoing loudness or checksums.
+
+The embedding matrix row of a segment is its position in the segments table read in shard order
+(`load_pool` adds it as `row`); it is derived rather than stored so shards stay independent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import audio, schema
+from ..fileio import find_files, sha256_bytes, sha256_file
+from ..labels import LabelMap, read_labels
+from ..settings import (
+    AUDIO_EXTENSIONS,
+    CLAP_BATCH_SIZE,
+    CLAP_SAMPLE_RATE,
+    DEFAULT_CLAP,
+    POOL_FILES_PER_SHARD,
+    SAMPLE_RATE,
+    SEGMENT_FRAMES,
+    SEGMENT_SECONDS,
+    SILENCE_LUFS,
+)
+from ..shards import StageDir, atomic_write_json
+from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
+
+
+class PoolInputError(ValueError):
+    """The run cannot start: a root that does not exist or holds no audio, a bad label file."""
+
+
+def pool_dir(workdir: Path) -> Path:
+    return Path(workdir) / "pool"
+
+
+def clip_id(source: str, path: str, segment: int) -> str:
+    return f"{source}/{path}#{segment}"
+
+
+def segment_rows(
+    mono16k: np.ndarray, source: str, path: str, sha256: str, labels: Sequence[str], silence_lufs: float = SILENCE_LUFS
+) -> tuple[list[dict[str, Any]], int]:
+    """The pure core: one standardised signal -> its non-silent segment rows, and the silent count."""
+    rows, silent = [], 0
+    for seg in range(audio.num_segments(len(mono16k))):
+        win, valid = audio.window(mono16k, seg)
+        lufs = audio.loudness(win, SAMPLE_RATE)
+        if not np.isfinite(lufs) or lufs < silence_lufs:
+            silent += 1
+            continue
+        rows.append(
+            {
+                "clip_id": clip_id(source, path, seg),
+                "source": source,
+                "path": path,
+                "segment": seg,
+                "num_frames": valid,
+                "source_sha256": sha256,
+                "lufs": lufs,
+                "peak": audio.peak(win),
+                "labels": list(labels),
+            }
+        )
+    return rows, silent
+
+
+def classify_decode_error(data: bytes, exc: Exception) -> str:
+    msg = str(exc).lower()
+    if not data:
+        return "empty_file"
+    if "zero-length" in msg:
+        return "no_audio_frames"
+    if "format not recognised" in msg or "unknown format" in msg or "not supported" in msg:
+        return "unsupported_format"
+    return "corrupt_audio"
+
+
+def _plan_files(sources: Mapping[str, str], files_per_shard: int) -> list[Shard]:
+    items: list[tuple[str, str]] = []
+    for name in sorted(sources):
+        root = Path(sources[name])
+        if not root.is_dir():
+            raise PoolInputError(f"collection '{name}': root {root} is not a folder")
+        found = find_files(root, AUDIO_EXTENSIONS)
+        if not found:
+            raise PoolInputError(f"collection '{name}': no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+        items.extend((name, rel) for rel in found)
+    return chunk(items, files_per_shard)
+
+
+@dataclass
+class PoolSegmentsStage(Stage):
+    """Decode, standardise, segment, measure loudness; one row per audible 5-s segment."""
+
+    sources: dict[str, str]  # collection name -> root folder
+    label_files: dict[str, list[str]] = field(default_factory=dict)
+    files_per_shard: int = POOL_FILES_PER_SHARD
+    silence_lufs: float = SILENCE_LUFS
+
+    name = "pool"
+    resources = Resources(num_cpus=1)
+
+    def __post_init__(self) -> None:
+        for name in self.sources:
+            if not name or "/" in name or "#" in name or "|" in name:
+                raise PoolInputError(f"collection name {name!r} must be non-empty without '/', '#' or '|'")
+        self._labels: dict[str, LabelMap] = {}
+        self._plan: list[Shard] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_labels", "_plan")} | {"_labels": {}, "_plan": None}
+
+    def output_dir(self, workdir: Path) -> Path:
+        return pool_dir(workdir)
+
+    def plan(self) -> list[Shard]:
+        if self._plan is None:
+            self._plan = _plan_files(self.sources, self.files_per_shard)
+        return self._plan
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "sample_rate": SAMPLE_RATE,
+            "segment_seconds": SEGMENT_SECONDS,
+            "silence_lufs": self.silence_lufs,
+            "files_per_shard": self.files_per_shard,
+            "sources": sorted(self.sources),
+            "label_files": {n: [sha256_file(p) for p in ps] for n, ps in sorted(self.label_files.items())},
+        }
+
+    def setup(self) -> None:
+        self._labels = {}
+        for name, paths in self.label_files.items():
+            merged = LabelMap()
+            for p in paths:
+                merged.update(read_labels(p))
+            self._labels[name] = merged
+
+    def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
+        rows: list[dict[str, Any]] = []
+        errors = ErrorLog()
+        counts: Counter[str] = Counter()
+        timer = StatsTimer()
+        for source, rel in shard.items:
+            item = f"{source}/{rel}"
+            try:
+                with timer("read"):
+                    data = (Path(self.sources[source]) / rel).read_bytes()
+            except OSError as exc:
+                errors.add(item, "unreadable_file", str(exc))
+            else:
+                try:
+                    with timer("decode"):
+                        decoded, sr = audio.decode(data)
+                        mono = audio.standardize(decoded, sr)
+                except audio.AudioDecodeError as exc:
+                    errors.add(item, classify_decode_error(data, exc), str(exc))
+                else:
+                    with timer("hash"):
+                        digest = sha256_bytes(data)
+                    labels = self._labels[source].lookup(rel) if source in self._labels else []
+                    with timer("loudness"):
+                        new, silent = segment_rows(mono, source, rel, digest, labels, self.silence_lufs)
+                    rows.extend(new)
+                    counts["files_ok"] += 1
+                    counts["segments"] += len(new)
+                    counts["silent_segments"] += silent
+                    counts["audio_seconds"] += round(len(mono) / SAMPLE_RATE)
+                    counts["labelled_files"] += bool(labels)
+            if on_item:
+                on_item(1)
+        return ShardResult(
+            tables={"segments": schema.table(rows, schema.POOL_SEGMENTS), "errors": errors.table()},
+            counters=dict(counts),
+            errors=dict(errors.counts),
+            items=len(shard.items),
+            extra={"phase_seconds": {k: round(v, 4) for k, v in timer.seconds.items()}},
+        )
+
+    def finalize(self, workdir: Path) -> dict[str, Any]:
+        sd = StageDir(self.output_dir(workdir))
+        segs = sd.read_table("segments", schema.POOL_SEGMENTS)
+        per_source = Counter(segs.column("source").to_pylist())
+        update_manifest(
+            workdir,
+            "segments",
+            {
+                "count": segs.num_rows,
+                "per_source": dict(sorted(per_source.items())),
+                "params": self.params(),
+                "roots": {k: str(Path(v).resolve()) for k, v in sorted(self.sources.items())},
+            },
+        )
+        return {"segments": f"{segs.num_rows:,} ({', '.join(f'{k}: {v:,}' for k, v in sorted(per_source.items()))})"}
+
+
+@dataclass
+class PoolEmbedStage(Stage):
+    """CLAP audio embeddings for every pool segment, fed at 48 kHz from the original file."""
+
+    sources: dict[str, str]
+    model: str = DEFAULT_CLAP
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = CLAP_BATCH_SIZE
+    files_per_shard: int = POOL_FILES_PER_SHARD
+    workdir: str = "."
+
+    name = "pool-embed"
+    resources = Resources(num_cpus=1, num_gpus=0)
+
+    def __post_init__(self) -> None:
+        self._encoder: Any = None
+        self._plan: list[Shard] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_encoder", "_plan")} | {
+            "_encoder": None,
+            "_plan": None,
+        }
+
+    def output_dir(self, workdir: Path) -> Path:
+        return pool_dir(workdir) / "clap"
+
+    def plan(self) -> list[Shard]:
+        if self._plan is None:
+            self._plan = _plan_files(self.sources, self.files_per_shard)
+        return self._plan
+
+    def params(self) -> dict[str, Any]:
+        return {"model": self.model, "clap_sample_rate": CLAP_SAMPLE_RATE, "segment_seconds": SEGMENT_SECONDS}
+
+    def setup(self) -> None:
+        from ..models.clap import ClapEncoder
+
+        self._encoder = ClapEncoder(self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size)
+
+    def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
+        segments = StageDir(pool_dir(Path(self.workdir)))
+        if not segments.is_complete(shard.index):
+            raise RuntimeError(f"pool shard {shard.index} is not complete: run the segments stage first")
+        segs = pq.read_table(segments.table_path("segments", shard.index)).to_pylist()
+        by_file: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, row in enumerate(segs):
+            by_file[(row["source"], row["path"])].append(i)
+        win48 = int(CLAP_SAMPLE_RATE * SEGMENT_SECONDS)
+        clips: list[np.ndarray] = [np.zeros(win48, np.float32)] * len(segs)
+        errors = ErrorLog()
+        failed: list[int] = []
+        for (source, rel), idxs in by_file.items():
+            try:
+                mono48 = audio.load_standard(Path(self.sources[source]) / rel, CLAP_SAMPLE_RATE)
+            except (OSError, audio.AudioDecodeError) as exc:
+                for i in idxs:  # keep row alignment: a zero vector never ranks high
+                    errors.add(segs[i]["clip_id"], "embed_decode_failed", str(exc))
+                failed.extend(idxs)
+                continue
+            for i in idxs:
+                clips[i] = audio.window(mono48, segs[i]["segment"], win48)[0]
+            if on_item:
+                on_item(1)
+        emb = self._encoder.embed_audio(clips) if clips else np.zeros((0, self._encoder.identity.dim), np.float32)
+        emb[failed] = 0.0
+        return ShardResult(
+            tables={"errors": errors.table()},
+            arrays={"embeddings": emb.astype(np.float32)},
+            counters={"embedded_segments": len(segs) - len(errors.rows)},
+            errors=dict(errors.counts),
+            items=len(shard.items),
+            extra={"encoder": self._encoder.identity.as_dict()},
+        )
+
+    def finalize(self, workdir: Path) -> dict[str, Any]:
+        import faiss
+
+        sd = StageDir(self.output_dir(workdir))
+        emb = np.ascontiguousarray(sd.read_array("embeddings"), dtype=np.float32)
+        index = faiss.IndexFlatIP(emb.shape[1])
+        index.add(emb)
+        faiss.write_index(index, str(sd.path / "index.faiss"))
+        identity = sd.stats()[0]["encoder"]
+        update_manifest(
+            workdir,
+            "clap",
+            {**identity, "count": int(emb.shape[0]), "index": "clap/index.faiss", "index_type": "IndexFlatIP",
+             "params": self.params()},
+        )
+        return {"embeddings": f"{emb.shape[0]:,} x {emb.shape[1]} ({identity['model']})"}
+
+
+def update_manifest(workdir: Path, key: str, value: Mapping[str, Any]) -> None:
+    """`pool/manifest.json` gathers what each pool stage made (segments, clap) in one place."""
+    path = pool_dir(workdir) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest[key] = dict(value)
+    atomic_write_json(path, manifest)
+
+
+@dataclass
+class PoolView:
+    """A finished pool as retrieval and reports see it: segments with `row`, vectors, manifest."""
+
+    segments: pa.Table
+    manifest: dict[str, Any]
+    embeddings: np.ndarray | None
+
+
+def load_pool(workdir: Path, with_embeddings: bool = True) -> PoolView:
+    """The pool of a work directory; raises FileNotFoundError with a hint when it is not built."""
+    pd_ = pool_dir(workdir)
+    manifest_path = pd_ / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"no finished pool in {pd_}: run `sonify pool` first")
+    manifest = json.loads(manifest_path.read_text())
+    segs = StageDir(pd_).read_table("segments", schema.POOL_SEGMENTS)
+    segs = segs.append_column("row", pa.array(np.arange(segs.num_rows, dtype=np.int64)))
+    emb = None
+    if with_embeddings:
+        if "clap" not in manifest:
+            raise FileNotFoundError(f"the pool in {pd_} has no CLAP embeddings: run `sonify pool` without --no-embed")
+        emb = StageDir(pd_ / "clap").read_array("embeddings")
+        if emb.shape[0] != segs.num_rows:
+            raise RuntimeError(f"pool embeddings ({emb.shape[0]}) and segments ({segs.num_rows}) disagree")
+    return PoolView(segments=segs, manifest=manifest, embeddings=emb)
