@@ -39,7 +39,9 @@ class ShardSelection:
         return [s for s in shards if s.index % self.num_shards == self.shard_index]
 
     @classmethod
-    def resolve(cls, num_shards: int | None, shard_index: int | None, env: dict[str, str] | None = None) -> ShardSelection:
+    def resolve(
+        cls, num_shards: int | None, shard_index: int | None, env: dict[str, str] | None = None
+    ) -> ShardSelection:
         """Explicit flags win; otherwise a SLURM array's variables; otherwise the whole run."""
         env = dict(os.environ) if env is None else env
         if num_shards is None and "SLURM_ARRAY_TASK_ID" in env:

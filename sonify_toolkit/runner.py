@@ -133,8 +133,11 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     t = Table(title=f"sonify {summary.stage}: {summary.stage_dir}", show_header=False, box=None)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("shards", f"{summary.shards_complete}/{summary.shards_total} complete "
-              f"({summary.shards_done_now} done now, {summary.shards_skipped} skipped as already complete)")
+    t.add_row(
+        "shards",
+        f"{summary.shards_complete}/{summary.shards_total} complete "
+        f"({summary.shards_done_now} done now, {summary.shards_skipped} skipped as already complete)",
+    )
     if summary.shards_selected != summary.shards_total:
         t.add_row("this machine", f"{summary.shards_selected} shards selected")
     for name, n in sorted(summary.rows.items()):

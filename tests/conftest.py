@@ -8,11 +8,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # a missing local file must fail fast, never
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from sonify_toolkit.sample_data import make_sample_sounds  # noqa: E402
+from sonify_toolkit.sample_data import make_sample_sounds
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,11 @@ NumShards = Annotated[
 ]
 ShardIndex = Annotated[int | None, typer.Option("--shard-index", min=0, help="Which of the N parts this machine runs.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Discard shards made with other parameters.")]
-ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where shards run: local.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where shards run: local (process pool) or ray.")]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster to join with --executor ray (e.g. auto; default: local)."),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,7 +38,14 @@ class CliError(Exception):
 
 
 # What a user can cause and fix: printed as one line; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (CliError, StageMismatchError, ValueError, FileNotFoundError, PermissionError, OSError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    CliError,
+    StageMismatchError,
+    ValueError,
+    FileNotFoundError,
+    PermissionError,
+    OSError,
+)
 
 
 def one_line_errors(command: str) -> Callable[[F], F]:
@@ -73,12 +84,13 @@ def run_and_report(
     shard_index: int | None,
     overwrite: bool,
     executor: str = "local",
+    ray_address: str | None = None,
     quiet: bool = False,
 ) -> RunSummary:
     summary = run_stage(
         stage,
         workdir,
-        make_executor(executor, workers),
+        make_executor(executor, workers, address=ray_address),
         ShardSelection.resolve(num_shards, shard_index),
         overwrite=overwrite,
         show_progress=not quiet,

@@ -15,6 +15,7 @@ from .common import (
     NumShards,
     Overwrite,
     Quiet,
+    RayAddress,
     ShardIndex,
     Workdir,
     Workers,
@@ -26,14 +27,18 @@ from .common import (
 
 @one_line_errors("pool")
 def pool(
-    collections: Annotated[list[str], typer.Argument(help="Sound collections as NAME=ROOT (e.g. fsd50k=/data/FSD50K).")],
+    collections: Annotated[
+        list[str], typer.Argument(help="Sound collections as NAME=ROOT (e.g. fsd50k=/data/FSD50K).")
+    ],
     workdir: Workdir = Path(DEFAULT_WORKDIR),
     labels: Annotated[
         list[str] | None,
         typer.Option("--labels", help="NAME=CSV label file (FSD50K, AudioSet, BBC SFX or path,label); repeatable."),
     ] = None,
     clap: Annotated[str, typer.Option("--clap", help="CLAP checkpoint (Hub id or local path).")] = DEFAULT_CLAP,
-    no_embed: Annotated[bool, typer.Option("--no-embed", help="Loudness and checksums only (enough to render).")] = False,
+    no_embed: Annotated[
+        bool, typer.Option("--no-embed", help="Loudness and checksums only (enough to render).")
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (auto: cuda when present).")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="CLAP batch size.")] = CLAP_BATCH_SIZE,
@@ -43,6 +48,7 @@ def pool(
     shard_index: ShardIndex = None,
     overwrite: Overwrite = False,
     executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
     quiet: Quiet = False,
 ) -> None:
     """Index sound collections into 5-s, 16 kHz mono segments with loudness, checksums, labels and CLAP vectors."""
@@ -55,12 +61,26 @@ def pool(
     unknown = set(label_files) - set(sources)
     if unknown:
         raise CliError(f"--labels names unknown collection(s): {', '.join(sorted(unknown))}")
-    common = dict(workers=workers, num_shards=num_shards, shard_index=shard_index, overwrite=overwrite,
-                  executor=executor, quiet=quiet)
+    common = dict(
+        workers=workers,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        overwrite=overwrite,
+        executor=executor,
+        ray_address=ray_address,
+        quiet=quiet,
+    )
     segments = PoolSegmentsStage(sources, label_files, files_per_shard=shard_size)
     run_and_report(segments, workdir, **common)
     if no_embed:
         return
-    embed = PoolEmbedStage(sources, model=clap, device=device, dtype=dtype, batch_size=batch_size,
-                           files_per_shard=shard_size, workdir=str(workdir))
+    embed = PoolEmbedStage(
+        sources,
+        model=clap,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        files_per_shard=shard_size,
+        workdir=str(workdir),
+    )
     run_and_report(embed, workdir, **common)

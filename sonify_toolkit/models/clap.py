@@ -31,8 +31,14 @@ def torch_dtype(name: str | None, device: str) -> Any:
 
     if name in (None, "", "auto"):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-            "fp16": torch.float16, "float16": torch.float16}[name]
+    return {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }[name]
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,14 @@ class ClapIdentity:
 
 
 class ClapEncoder:
-    def __init__(self, model: str, device: str | None = "auto", dtype: str | None = "auto",
-                 revision: str | None = None, batch_size: int = CLAP_BATCH_SIZE):
-        import torch
+    def __init__(
+        self,
+        model: str,
+        device: str | None = "auto",
+        dtype: str | None = "auto",
+        revision: str | None = None,
+        batch_size: int = CLAP_BATCH_SIZE,
+    ):
         from transformers import ClapModel, ClapProcessor
 
         self.device = pick_device(device)
@@ -61,8 +72,9 @@ class ClapEncoder:
         self.truncation = "fusion" if self.model.config.audio_config.enable_fusion else "rand_trunc"
         self.batch_size = batch_size
         commit = getattr(self.model.config, "_commit_hash", None)
-        self.identity = ClapIdentity(model=model, revision=revision or commit,
-                                     dim=int(self.model.config.projection_dim))
+        self.identity = ClapIdentity(
+            model=model, revision=revision or commit, dim=int(self.model.config.projection_dim)
+        )
 
     def _features(self, out: Any) -> np.ndarray:
         import torch
@@ -78,10 +90,13 @@ class ClapEncoder:
         out = []
         for i in range(0, len(clips), self.batch_size):
             batch = [np.asarray(c, dtype=np.float32) for c in clips[i : i + self.batch_size]]
-            inputs = self.processor.feature_extractor(batch, sampling_rate=CLAP_SAMPLE_RATE, truncation=self.truncation,
-                                                      return_tensors="pt")
-            inputs = {k: v.to(self.device, dtype=self.model.dtype) if v.is_floating_point() else v.to(self.device)
-                      for k, v in inputs.items()}
+            inputs = self.processor.feature_extractor(
+                batch, sampling_rate=CLAP_SAMPLE_RATE, truncation=self.truncation, return_tensors="pt"
+            )
+            inputs = {
+                k: v.to(self.device, dtype=self.model.dtype) if v.is_floating_point() else v.to(self.device)
+                for k, v in inputs.items()
+            }
             with torch.inference_mode():
                 out.append(self._features(self.model.get_audio_features(**inputs)))
         return np.concatenate(out) if out else np.zeros((0, self.identity.dim), np.float32)
@@ -92,8 +107,9 @@ class ClapEncoder:
 
         out = []
         for i in range(0, len(texts), self.batch_size):
-            inputs = self.processor.tokenizer(list(texts[i : i + self.batch_size]), padding=True, truncation=True,
-                                              return_tensors="pt").to(self.device)
+            inputs = self.processor.tokenizer(
+                list(texts[i : i + self.batch_size]), padding=True, truncation=True, return_tensors="pt"
+            ).to(self.device)
             with torch.inference_mode():
                 out.append(self._features(self.model.get_text_features(**inputs)))
         return np.concatenate(out) if out else np.zeros((0, self.identity.dim), np.float32)

@@ -35,7 +35,6 @@ from ..settings import (
     DEFAULT_CLAP,
     POOL_FILES_PER_SHARD,
     SAMPLE_RATE,
-    SEGMENT_FRAMES,
     SEGMENT_SECONDS,
     SILENCE_LUFS,
 )
@@ -126,7 +125,10 @@ class PoolSegmentsStage(Stage):
         self._plan: list[Shard] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_labels", "_plan")} | {"_labels": {}, "_plan": None}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_labels", "_plan")} | {
+            "_labels": {},
+            "_plan": None,
+        }
 
     def output_dir(self, workdir: Path) -> Path:
         return pool_dir(workdir)
@@ -300,8 +302,13 @@ class PoolEmbedStage(Stage):
         update_manifest(
             workdir,
             "clap",
-            {**identity, "count": int(emb.shape[0]), "index": "clap/index.faiss", "index_type": "IndexFlatIP",
-             "params": self.params()},
+            {
+                **identity,
+                "count": int(emb.shape[0]),
+                "index": "clap/index.faiss",
+                "index_type": "IndexFlatIP",
+                "params": self.params(),
+            },
         )
         return {"embeddings": f"{emb.shape[0]:,} x {emb.shape[1]} ({identity['model']})"}
 
