@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -25,12 +26,47 @@ class AudioDecodeError(ValueError):
     """A file that libsndfile cannot decode, or that decodes to nothing."""
 
 
+class _Bytes(io.BytesIO):
+    """In-memory file for libsndfile's virtual IO: a seek before the start fails quietly (as on a
+    real file) instead of printing "Exception ignored from cffi callback" for odd headers."""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return super().seek(offset, whence)
+        except ValueError:
+            return self.tell()
+
+
+# libsndfile logs "data : 529200 (should be 264578)" when a header promises more audio than the file
+# holds; 0 and 0xFFFFFFFF are what streaming writers put there, not truncation.
+_CHUNK_SIZE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF - 8}
+_OBJECT_REPR = re.compile(r"<_?[\w.]+ object at 0x[0-9a-f]+>")
+
+
+def _truncation(log: str) -> str | None:
+    for declared, actual in _CHUNK_SIZE.findall(log):
+        if int(declared) > int(actual) and int(declared) not in _STREAMING_SIZES:
+            return f"truncated: header declares {int(declared):,} bytes of audio, the file holds {int(actual):,}"
+    return None
+
+
 def decode(source: str | Path | bytes) -> tuple[np.ndarray, int]:
-    """Decode a file (path or bytes) to float32 of shape (frames, channels) and its rate."""
+    """Decode a file (path or bytes) to float32 of shape (frames, channels) and its rate.
+
+    A file cut short (a header declaring more audio than present) is refused rather than read
+    partially: its checksum would not match the published recording.
+    """
     try:
-        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32", always_2d=True)
+        with sf.SoundFile(_Bytes(source) if isinstance(source, bytes) else source) as f:
+            problem = _truncation(f.extra_info)
+            data = f.read(dtype="float32", always_2d=True)
+            sr = f.samplerate
     except Exception as exc:  # libsndfile raises LibsndfileError, RuntimeError, TypeError... by format
-        raise AudioDecodeError(f"cannot decode: {exc}") from exc
+        # messages name the in-memory file by address: drop it so error tables stay deterministic
+        raise AudioDecodeError(f"cannot decode: {_OBJECT_REPR.sub('<data>', str(exc))}") from exc
+    if problem:
+        raise AudioDecodeError(problem)
     if data.shape[0] == 0:
         raise AudioDecodeError("zero-length audio")
     if not np.isfinite(data).all():

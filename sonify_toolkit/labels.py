@@ -22,9 +22,15 @@ class LabelFileError(ValueError):
 class LabelMap:
     def __init__(self) -> None:
         self._by_key: dict[str, list[str]] = defaultdict(list)
+        # the label file's own paths by file name and by stem, for collections re-foldered after download
+        self._keys_by_name: dict[str, set[str]] = defaultdict(set)
+        self._keys_by_stem: dict[str, set[str]] = defaultdict(set)
 
     def add(self, key: str, labels: list[str]) -> None:
         bucket = self._by_key[key]
+        p = PurePosixPath(key)
+        self._keys_by_name[p.name].add(key)
+        self._keys_by_stem[p.stem].add(key)
         for label in labels:
             label = label.strip()
             if label and label not in bucket:
@@ -38,11 +44,19 @@ class LabelMap:
         return len(self._by_key)
 
     def lookup(self, relpath: str) -> list[str]:
-        """Labels for a file, by relative path, file name, stem, or YouTube id (AudioSet)."""
+        """Labels for a file, by relative path, file name, stem, or YouTube id (AudioSet).
+
+        A label-file path in another folder matches by file name (then stem) only when that name
+        is unique in the label file, so two `1.wav` in different folders never swap labels.
+        """
         p = PurePosixPath(relpath)
         for key in (relpath, p.name, p.stem):
             if key in self._by_key:
                 return list(self._by_key[key])
+        for index, key in ((self._keys_by_name, p.name), (self._keys_by_stem, p.stem)):
+            keys = index.get(key, ())
+            if len(keys) == 1:
+                return list(self._by_key[next(iter(keys))])
         m = _YTID.match(p.stem)
         if m and m.group(1) in self._by_key:
             return list(self._by_key[m.group(1)])

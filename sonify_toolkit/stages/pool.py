@@ -85,6 +85,8 @@ def classify_decode_error(data: bytes, exc: Exception) -> str:
     msg = str(exc).lower()
     if not data:
         return "empty_file"
+    if msg.startswith("truncated"):
+        return "truncated"
     if "zero-length" in msg:
         return "no_audio_frames"
     if "format not recognised" in msg or "unknown format" in msg or "not supported" in msg:
