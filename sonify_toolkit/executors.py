@@ -1,8 +1,9 @@
-"""Where shards run: inline, in a local process pool, (later) on Ray; and which shards this machine takes.
+"""Where shards run: inline, in a local process pool, on a Ray cluster; and which shards this machine takes.
 
 Executors are interchangeable: each takes a stage and the shards still to do, runs
 `stage.setup()` once per worker, and yields each finished shard's stats. Workers write their own
-shard files (see `shards.StageDir`), so nothing large travels back to the driver.
+shard files (see `shards.StageDir`), so nothing large travels back to the driver; on Ray this
+means the work directory must be on storage every node sees at the same path (as the inputs are).
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .shards import StageDir
-from .stage import ItemCallback, Shard, Stage
+from .stage import ItemCallback, Resources, Shard, Stage
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,63 @@ class ProcessPoolShardExecutor:
                     yield fut.result()
 
 
-ExecutorFactory = Callable[[int], Executor]
+class _ShardActor:
+    """A Ray actor holding one set-up stage (one model on its GPU) for many shards."""
+
+    def __init__(self, stage: Stage):
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(stage.resources.num_cpus))))
+        stage.setup()
+        self.stage = stage
+
+    def run(self, shard: Shard, stage_dir: str) -> dict[str, Any]:
+        return execute_shard(self.stage, shard, Path(stage_dir))
+
+
+def actors_that_fit(cluster: dict[str, float], resources: Resources, cap: int | None, shards: int) -> int:
+    """How many stage actors to start: what the cluster's CPUs and GPUs hold, within `cap` and the shards."""
+    fits = [int(cluster.get("CPU", 1) // resources.num_cpus)] if resources.num_cpus > 0 else []
+    if resources.num_gpus > 0:
+        fits.append(int(cluster.get("GPU", 0) // resources.num_gpus))
+    n = min(fits) if fits else 1
+    if n < 1:
+        need = f"{resources.num_gpus:g} GPU" if resources.num_gpus else f"{resources.num_cpus:g} CPU"
+        raise ValueError(f"the Ray cluster has no room for one worker of this stage (needs {need} per worker)")
+    return max(1, min(n, cap or n, shards))
+
+
+class RayShardExecutor:
+    """Shards as Ray actor calls: each actor loads the stage's model once and declares its resources.
+
+    Outputs, resume markers and determinism are those of the local executors, because the same
+    `execute_shard` writes each shard. `address=None` starts a local Ray instance; `"auto"` or
+    `ray://host:10001` joins a cluster. `workers` > 1 caps the actors; 1 fills the cluster.
+    """
+
+    def __init__(self, workers: int = 1, address: str | None = None):
+        self.cap = workers if workers > 1 else None
+        self.workers = max(workers, 2)  # shards finish in other processes: progress is per shard
+        self.address = address
+
+    def map(
+        self, stage: Stage, shards: Sequence[Shard], stage_dir: Path, on_item: ItemCallback | None = None
+    ) -> Iterator[dict[str, Any]]:
+        if not shards:
+            return
+        import ray
+        from ray.util import ActorPool
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
+        res = stage.resources
+        n = actors_that_fit(ray.cluster_resources(), res, self.cap, len(shards))
+        actor_cls = ray.remote(_ShardActor).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        actors = [actor_cls.remote(stage) for _ in range(n)]
+        try:
+            pool = ActorPool(actors)
+            yield from pool.map_unordered(lambda a, s: a.run.remote(s, str(stage_dir)), list(shards))
+        finally:
+            for actor in actors:
+                ray.kill(actor)
 
 
 def local_executor(workers: int) -> Executor:
@@ -139,8 +196,15 @@ def local_executor(workers: int) -> Executor:
     return InlineExecutor() if workers == 1 else ProcessPoolShardExecutor(workers)
 
 
-def make_executor(kind: str, workers: int, **options: Any) -> Executor:
-    """The executor named on the command line (`local`, and `ray` once it exists)."""
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
+    """The executor named on the command line."""
     if kind == "local":
+        if address:
+            raise ValueError("--ray-address needs --executor ray")
         return local_executor(workers)
-    raise ValueError(f"unknown executor '{kind}' (choose: local)")
+    if kind == "ray":
+        return RayShardExecutor(workers, address)
+    raise ValueError(f"unknown executor '{kind}' (choose: {', '.join(EXECUTORS)})")
