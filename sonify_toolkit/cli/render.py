@@ -1,0 +1,74 @@
+"""`sonify render`: rebuild each pair's soundtrack from the metadata and local sound collections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_FORMAT
+from ..stages.render import FORMATS, RENDER_CACHE_MB, RenderStage
+from .common import (
+    CliError,
+    ExecutorOpt,
+    NumShards,
+    Overwrite,
+    Quiet,
+    RayAddress,
+    ShardIndex,
+    Workers,
+    one_line_errors,
+    parse_assignments,
+    run_and_report,
+)
+
+
+@one_line_errors("render")
+def render(
+    pairs: Annotated[str, typer.Argument(help="Pairs folder (W/pairs), release folder, or hf://ORG/NAME.")],
+    source: Annotated[list[str], typer.Option("--source", help="Local copy of a collection as NAME=ROOT; repeatable.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (audio files + index, or an HF dataset).")],
+    format: Annotated[
+        str, typer.Option("--format", help=f"Output: {', '.join(FORMATS)} (hf: parquet with FLAC bytes).")
+    ] = RENDER_FORMAT,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the sha256 check of source files.")] = False,
+    cache_mb: Annotated[
+        int, typer.Option("--cache-mb", min=0, help="Decoded-file cache per worker (MB).")
+    ] = RENDER_CACHE_MB,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Pairs per shard.")] = PAIRS_PER_RENDER_SHARD,
+    workers: Workers = 1,
+    num_shards: NumShards = None,
+    shard_index: ShardIndex = None,
+    overwrite: Overwrite = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
+    quiet: Quiet = False,
+) -> None:
+    """Rebuild each pair's 5-s, 16 kHz mono mix: verify, decode, loudness-normalise and sum its sources."""
+    roots = parse_assignments(source, "--source")
+    for name, values in roots.items():
+        if len(values) > 1:
+            raise CliError(f"collection '{name}' is given twice")
+        if not Path(values[0]).is_dir():
+            raise CliError(f"collection '{name}': root {values[0]} is not a folder")
+    stage = RenderStage(
+        pairs,
+        {name: str(Path(values[0]).resolve()) for name, values in roots.items()},
+        out=str(out),
+        format=format.lower(),
+        verify=not no_verify,
+        pairs_per_shard=shard_size,
+        cache_mb=cache_mb,
+    )
+    run_and_report(
+        stage,
+        out,
+        workers=workers,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        overwrite=overwrite,
+        executor=executor,
+        ray_address=ray_address,
+        quiet=quiet,
+    )
