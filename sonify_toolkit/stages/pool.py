@@ -89,7 +89,9 @@ def classify_decode_error(data: bytes, exc: Exception) -> str:
         return "truncated"
     if "zero-length" in msg:
         return "no_audio_frames"
-    if "format not recognised" in msg or "unknown format" in msg or "not supported" in msg:
+    # on bytes already read, "does not exist or is not a regular file" is libsndfile giving up on the format
+    unknown = ("format not recognised", "unknown format", "not supported", "does not exist or is not a regular file")
+    if any(s in msg for s in unknown):
         return "unsupported_format"
     return "corrupt_audio"
 

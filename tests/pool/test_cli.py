@@ -1,0 +1,139 @@
+"""`sonify pool` end to end: CLAP embeddings with a tiny random ClapModel loaded by path, the faiss
+index and manifest, `--no-embed` then embed later, bad roots, and the installed entry point."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from sonify_toolkit import audio
+from sonify_toolkit.models.clap import ClapEncoder
+from sonify_toolkit.settings import CLAP_SAMPLE_RATE, SEGMENT_SECONDS
+from sonify_toolkit.stages.pool import load_pool, pool_dir
+from tests.pool.cli_helpers import embeddings, errors, manifest, segments, sonify
+from tests.pool.corpus import BAD
+
+
+@pytest.fixture(scope="module")
+def embedded(corpus: Path, tiny_clap: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("embedded")
+    result = sonify(
+        "pool", f"syn={corpus}", "--workdir", work, "--clap", tiny_clap, "--device", "cpu", "--shard-size", "5", "-q"
+    )
+    assert "errors" in result.stdout and "embeddings" in result.stdout
+    return work
+
+
+def test_embeddings_are_unit_vectors_aligned_with_segments(embedded: Path) -> None:
+    emb = embeddings(embedded)
+    assert emb.dtype == np.float32 and emb.shape == (segments(embedded).num_rows, 16)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_embedding_rows_are_the_clap_vectors_of_their_own_windows(embedded: Path, corpus: Path, tiny_clap) -> None:
+    """Row i of the matrix is segment row i, fed from the original file at 48 kHz (not the 16 kHz copy)."""
+    segs = segments(embedded).to_pylist()
+    emb = embeddings(embedded)
+    encoder = ClapEncoder(str(tiny_clap), device="cpu")
+    win = int(CLAP_SAMPLE_RATE * SEGMENT_SECONDS)
+    picks = [
+        i for i, r in enumerate(segs) if r["path"] in ("quiet/g_silence_then_tone.wav", "tones/c_48k_mono_long.wav")
+    ]
+    clips = [
+        audio.window(audio.load_standard(corpus / segs[i]["path"], CLAP_SAMPLE_RATE), segs[i]["segment"], win)[0]
+        for i in picks
+    ]
+    np.testing.assert_allclose(encoder.embed_audio(clips), emb[picks], atol=1e-5)
+
+
+def test_faiss_index_and_manifest(embedded: Path, tiny_clap: Path) -> None:
+    n = segments(embedded).num_rows
+    index = faiss.read_index(str(pool_dir(embedded) / "clap" / "index.faiss"))
+    assert index.ntotal == n == 14 and index.d == 16
+    scores, ids = index.search(embeddings(embedded)[:3], 1)
+    assert ids[:, 0].tolist() == [0, 1, 2] and np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    m = manifest(embedded)
+    assert m["clap"]["model"] == str(tiny_clap) and m["clap"]["dim"] == 16 and m["clap"]["count"] == n
+    assert m["clap"]["index_type"] == "IndexFlatIP" and "revision" in m["clap"]
+    assert m["segments"]["count"] == n
+    view = load_pool(embedded)
+    assert view.segments.column("row").to_pylist() == list(range(n)) and view.embeddings.shape == (n, 16)
+
+
+def test_error_rows_and_summary(embedded: Path) -> None:
+    assert sorted(errors(embedded).column("reason").to_pylist()) == sorted(BAD.values())
+
+
+def test_no_embed_then_embed_reuses_segments(corpus: Path, tiny_clap: Path, tmp_path: Path) -> None:
+    sonify("pool", f"syn={corpus}", "--workdir", tmp_path, "--no-embed", "--shard-size", "5", "-q")
+    assert "clap" not in manifest(tmp_path) and not (pool_dir(tmp_path) / "clap").exists()
+    with pytest.raises(FileNotFoundError, match="no CLAP embeddings"):
+        load_pool(tmp_path)
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (pool_dir(tmp_path) / "segments").glob("*.parquet")}
+    stats_before = {p: p.stat().st_mtime_ns for p in (pool_dir(tmp_path) / "_stats").glob("*.json")}
+    out = sonify("pool", f"syn={corpus}", "--workdir", tmp_path, "--clap", tiny_clap, "--shard-size", "5", "-q").stdout
+    assert "0 done now, 3 skipped" in out
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (pool_dir(tmp_path) / "segments").glob("*.parquet")}
+    assert before == after and stats_before == {p: p.stat().st_mtime_ns for p in stats_before}
+    assert embeddings(tmp_path).shape[0] == segments(tmp_path).num_rows == manifest(tmp_path)["clap"]["count"]
+
+
+def test_label_change_is_refused_until_overwrite(corpus: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\ntones/e_8k_u8.wav,Beep\n")
+    work = tmp_path / "w"
+    sonify("pool", f"syn={corpus}", "--workdir", work, "--no-embed", "--labels", f"syn={labels}", "-q")
+    labels.write_text("path,label\ntones/e_8k_u8.wav,Whistle\n")
+    refused = sonify(
+        "pool", f"syn={corpus}", "--workdir", work, "--no-embed", "--labels", f"syn={labels}", "-q", expect=2
+    )
+    assert "other parameters (changed: label_files)" in refused.stderr and "--overwrite" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    sonify("pool", f"syn={corpus}", "--workdir", work, "--no-embed", "--labels", f"syn={labels}", "--overwrite", "-q")
+    by_path = {r["path"]: r["labels"] for r in segments(work).to_pylist()}
+    assert by_path["tones/e_8k_u8.wav"] == ["Whistle"]
+
+
+@pytest.mark.parametrize("case", ["missing", "no_audio", "bad_assignment", "unknown_labels"])
+def test_unusable_input_is_one_line_and_exit_2(tmp_path: Path, corpus: Path, case: str) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").write_text("nothing to hear")
+    args = {
+        "missing": [f"x={tmp_path / 'nope'}"],
+        "no_audio": [f"x={tmp_path / 'empty'}"],
+        "bad_assignment": [str(corpus)],
+        "unknown_labels": [f"x={corpus}", "--labels", f"y={tmp_path / 'l.csv'}"],
+    }[case]
+    result = sonify("pool", *args, "--workdir", tmp_path / "w", "--no-embed", expect=2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sonify pool: error:") and "Traceback" not in result.output
+
+
+def test_installed_entry_point(corpus: Path, tmp_path: Path) -> None:
+    exe = shutil.which("sonify", path=str(Path(sys.executable).parent)) or shutil.which("sonify")
+    assert exe, "the `sonify` console script is not installed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    ok = subprocess.run(
+        [exe, "pool", f"syn={corpus}", "--workdir", str(tmp_path), "--no-embed", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "rows: segments" in ok.stdout and "14" in ok.stdout and "truncated" in ok.stdout
+    bad = subprocess.run(
+        [exe, "pool", f"x={tmp_path / 'nope'}", "--workdir", str(tmp_path / "w2"), "--no-embed"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "is not a folder" in bad.stderr
