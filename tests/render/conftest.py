@@ -122,7 +122,7 @@ def good_pairs(make_source: Callable[..., dict[str, Any]]) -> list[dict[str, Any
 
 
 def read_dir_bytes(folder: Path, pattern: str) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.glob(pattern))}
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.glob(pattern)) if p.is_file()}
 
 
 def table_of(folder: Path, name: str) -> pa.Table:
