@@ -1,0 +1,159 @@
+"""The OpenAI-compatible engine: any chat-completions server (vLLM, SGLang, TGI, hosted APIs).
+
+This is how a run gets vLLM throughput on many GPUs: the server batches, we keep `concurrency`
+requests in flight per worker. Images travel as JPEG data URLs. 429, 5xx, timeouts, broken
+connections and malformed bodies are retried with exponential backoff (honouring Retry-After);
+what still fails becomes that image's `Generation.error`. The API key lives only in the request
+header: it is never part of an error message, a log line, a table or the stage parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from PIL import Image
+
+from ..images import encode_jpeg
+from ..settings import (
+    OPENAI_BACKOFF,
+    OPENAI_CONCURRENCY,
+    OPENAI_MAX_RETRIES,
+    OPENAI_TIMEOUT,
+    VLM_MAX_NEW_TOKENS,
+    VLM_RETRY_TEMPERATURE,
+)
+from .vlm import Generation
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MAX_BACKOFF = 60.0
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def data_url(img: Image.Image) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(img)).decode("ascii")
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    try:
+        return float(resp.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+class OpenAIVLM:
+    """Chat completions over HTTP with bounded concurrency, timeouts and retries."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "http://localhost:8000/v1",
+        api_key: str | None = None,
+        concurrency: int = OPENAI_CONCURRENCY,
+        timeout: float = OPENAI_TIMEOUT,
+        max_retries: int = OPENAI_MAX_RETRIES,
+        backoff: float = OPENAI_BACKOFF,
+        max_new_tokens: int = VLM_MAX_NEW_TOKENS,
+    ):
+        self.model_id = model
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.concurrency = max(1, concurrency)
+        self.batch_size = self.concurrency * 4  # enough queued work to keep every connection busy
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_new_tokens = max_new_tokens
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sonify-vlm")
+        self.retries = 0  # requests retried so far (read by the stage for its stats)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show headers
+        return f"OpenAIVLM(model={self.model_id!r}, url={self.url!r})"
+
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = requests.Session()
+        return s
+
+    def _body(self, img: Image.Image, prompt: str, sample_seed: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": data_url(img)}},
+                        {"type": "text", "text": prompt},
+                    ],
+                }
+            ],
+            "max_tokens": self.max_new_tokens,
+            "temperature": 0.0,
+        }
+        if sample_seed is not None:
+            body.update(temperature=VLM_RETRY_TEMPERATURE, seed=sample_seed)
+        return body
+
+    def _once(self, body: dict[str, Any]) -> Generation:
+        try:
+            resp = self._session().post(self.url, json=body, headers=self._headers, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise _Retryable(f"timeout after {self.timeout:g} s") from exc
+        except requests.ConnectionError as exc:
+            raise _Retryable(f"connection failed: {type(exc).__name__}") from exc
+        if resp.status_code in RETRY_STATUS:
+            raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp))
+        if resp.status_code != 200:
+            return Generation(None, 0, f"HTTP {resp.status_code}: {resp.text[:300]}")
+        try:
+            data = resp.json()
+            text = data["choices"][0]["message"]["content"]
+            if isinstance(text, list):  # some servers return content parts
+                text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+            tokens = int((data.get("usage") or {}).get("completion_tokens") or 0)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise _Retryable(f"malformed response: {type(exc).__name__}") from exc
+        if not isinstance(text, str):
+            raise _Retryable("malformed response: no message content")
+        return Generation(text.strip(), tokens)
+
+    def _request(self, img: Image.Image, prompt: str, sample_seed: int | None) -> Generation:
+        body = self._body(img, prompt, sample_seed)
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self._once(body)
+            except _Retryable as exc:
+                if attempt == self.max_retries:
+                    return Generation(None, 0, f"{exc} (after {attempt + 1} attempts)")
+                with self._lock:
+                    self.retries += 1
+                wait = exc.retry_after if exc.retry_after is not None else self.backoff * 2**attempt
+                time.sleep(min(MAX_BACKOFF, wait) * (1 + 0.1 * random.random()))
+        raise AssertionError("unreachable")
+
+    def generate(self, images: Sequence[Image.Image], prompt: str, sample_seed: int | None = None) -> list[Generation]:
+        """Every image concurrently (at most `concurrency` in flight); answers in input order."""
+        futures = [
+            self._pool.submit(self._request, img, prompt, None if sample_seed is None else sample_seed + i)
+            for i, img in enumerate(images)
+        ]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

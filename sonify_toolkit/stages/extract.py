@@ -1,0 +1,364 @@
+"""`sonify extract`: images -> sounding concepts per VLM (paper 3.2 and A.2), one row per image.
+
+Plan: the image references of every input (folders, SA-1B tars, manifests, a Hugging Face
+dataset), sorted inputs, `images_per_shard` per shard. Process: stream a shard's images, decode
+them robustly, ask the VLM in batches, parse each answer tolerantly, retry an unparsable answer
+once (sampling, since greedy would repeat it), filter non-sonic captions. Output:
+`W/concepts/<vlm-slug>/NNNNN.parquet` (schema.CONCEPTS) and `.../errors/NNNNN.parquet`.
+
+Errors are rows twice over, on purpose: the concepts table keeps exactly one row per image (with
+`keep=false`, `drop_reason` = the error reason and `error` = the message, so counts always add
+up and a retry run can select them), and `errors/` lists the same failures in the shape every
+stage shares (per-reason counts in the stats and the closing summary).
+
+Several VLMs per image (the paper's augmentation) are separate runs, one folder per model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .. import concepts as cp
+from .. import images as imgs
+from .. import schema
+from ..settings import (
+    DEFAULT_VLM,
+    EXTRACT_PROMPT,
+    IMAGES_PER_SHARD,
+    MAX_CONCEPTS,
+    NON_SONIC_KEYWORDS,
+    OPENAI_CONCURRENCY,
+    OPENAI_MAX_RETRIES,
+    OPENAI_TIMEOUT,
+    VLM_BATCH_SIZE,
+    VLM_MAX_IMAGE_SIDE,
+    VLM_MAX_NEW_TOKENS,
+)
+from ..shards import StageDir
+from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
+
+MANIFEST_SUFFIXES = (".parquet", ".csv")
+
+
+def concepts_dir(workdir: Path, vlm: str) -> Path:
+    return Path(workdir) / "concepts" / vlm_slug(vlm)
+
+
+def vlm_slug(vlm: str) -> str:
+    """A folder name for a model: Hub ids keep org and name ('llava-hf--llava-1.5-7b-hf'); local
+    paths use their last folder name."""
+    v = vlm.rstrip("/")
+    if v.startswith((".", "/", "~")) or Path(v).is_dir():
+        v = Path(v).name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "--", v.replace("/", "--")).strip("-.")
+    if not slug:
+        raise ValueError(f"cannot name a folder after VLM {vlm!r}")
+    return slug
+
+
+def stable_seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def plan_inputs(
+    inputs: Sequence[str],
+    hf_dataset: str | None = None,
+    split: str = "train",
+    image_column: str = "image",
+    id_column: str | None = None,
+) -> list[imgs.Item]:
+    """Every image reference of every input (inputs sorted, so the command line order does not matter)."""
+    items: list[imgs.Item] = []
+    for raw in sorted(inputs):
+        p = Path(raw)
+        if p.is_dir():
+            found = imgs.plan_folder(p)
+            if not found:  # a folder of SA-1B tars
+                for tar in sorted(p.rglob("*.tar")):
+                    found.extend(imgs.plan_tar(tar))
+            if not found:
+                raise imgs.ImageSourceError(f"no images ({', '.join(imgs.IMAGE_EXTENSIONS)}) or tars under {p}")
+            items.extend(found)
+        elif p.is_file() and p.suffix.lower() == ".tar":
+            items.extend(imgs.plan_tar(p))
+        elif p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
+            items.extend(imgs.plan_manifest(p))
+        elif not p.exists():
+            raise imgs.ImageSourceError(f"input {p} does not exist")
+        else:
+            raise imgs.ImageSourceError(f"input {p}: expected a folder, a .tar or a .parquet/.csv manifest")
+    if hf_dataset:
+        items.extend(imgs.plan_hf(hf_dataset, split, image_column, id_column))
+    if not items:
+        raise imgs.ImageSourceError("no images to process: give folders, tars, manifests or --hf-dataset")
+    imgs.check_unique(items)
+    return items
+
+
+@dataclass
+class ExtractStage(Stage):
+    """Sounding concepts of every image from one VLM."""
+
+    vlm: str = DEFAULT_VLM
+    inputs: list[str] = field(default_factory=list)
+    hf_dataset: str | None = None
+    split: str = "train"
+    image_column: str = "image"
+    id_column: str | None = None
+    engine: str = "transformers"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = VLM_BATCH_SIZE
+    max_new_tokens: int = VLM_MAX_NEW_TOKENS
+    trust_remote_code: bool = False
+    prompt: str = EXTRACT_PROMPT
+    max_concepts: int = MAX_CONCEPTS
+    non_sonic_keywords: tuple[str, ...] = NON_SONIC_KEYWORDS
+    max_image_side: int = VLM_MAX_IMAGE_SIDE
+    images_per_shard: int = IMAGES_PER_SHARD
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in params(), repr or any file
+    concurrency: int = OPENAI_CONCURRENCY
+    timeout: float = OPENAI_TIMEOUT
+    max_retries: int = OPENAI_MAX_RETRIES
+
+    name = "extract"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("transformers", "openai"):
+            raise ValueError(f"unknown engine '{self.engine}' (choose: transformers, openai)")
+        if self.engine == "openai" and not self.base_url:
+            raise ValueError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
+        if self.max_concepts < 1:
+            raise ValueError("--max-concepts must be at least 1")
+        self.non_sonic_keywords = tuple(self.non_sonic_keywords)
+        vlm_slug(self.vlm)
+        self._engine: Any = None
+        self._reader: imgs.ImageReader | None = None
+        self._plan: list[Shard] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_engine", "_reader", "_plan")} | {
+            "_engine": None,
+            "_reader": None,
+            "_plan": None,
+        }
+
+    @property  # type: ignore[override]
+    def resources(self) -> Resources:
+        """One GPU per worker for the in-process engine on CUDA; the openai engine only waits on HTTP."""
+        if self.engine != "transformers":
+            return Resources(num_cpus=1)
+        if self.device.startswith("cuda"):
+            return Resources(num_cpus=1, num_gpus=1)
+        if self.device == "auto":
+            import torch
+
+            return Resources(num_cpus=1, num_gpus=1 if torch.cuda.is_available() else 0)
+        return Resources(num_cpus=1)
+
+    @property
+    def prompt_text(self) -> str:
+        return cp.render_prompt(self.prompt, self.max_concepts)
+
+    def output_dir(self, workdir: Path) -> Path:
+        return concepts_dir(workdir, self.vlm)
+
+    def plan(self) -> list[Shard]:
+        if self._plan is None:
+            items = plan_inputs(self.inputs, self.hf_dataset, self.split, self.image_column, self.id_column)
+            self._plan = chunk(items, self.images_per_shard)
+        return self._plan
+
+    def params(self) -> dict[str, Any]:
+        """What changes the answers. Left out on purpose: device, batch size, server URL, key,
+        concurrency, timeouts (a run may resume on other hardware or another server)."""
+        return {
+            "vlm": self.vlm,
+            "engine": self.engine,
+            "dtype": self.dtype,
+            "prompt": self.prompt_text,
+            "max_concepts": self.max_concepts,
+            "max_new_tokens": self.max_new_tokens,
+            "non_sonic_keywords": sorted(self.non_sonic_keywords),
+            "max_image_side": self.max_image_side,
+            "images_per_shard": self.images_per_shard,
+            "trust_remote_code": self.trust_remote_code,
+        }
+
+    def setup(self) -> None:
+        from ..models.vlm import make_engine
+
+        self._reader = imgs.ImageReader(self.image_column)
+        self._engine = make_engine(
+            self.engine,
+            self.vlm,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+            trust_remote_code=self.trust_remote_code,
+            base_url=self.base_url,
+            api_key=self.api_key or _env_key(),
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
+
+    def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
+        if self._engine is None or self._reader is None:
+            self.setup()
+        run = _ShardRun(self, shard, on_item)
+        return run.result()
+
+    def finalize(self, workdir: Path) -> dict[str, Any]:
+        sd = StageDir(self.output_dir(workdir))
+        c: Counter[str] = Counter()
+        for st in sd.stats():
+            c.update(st.get("counters", {}))
+        secs = c["generate_ms"] / 1000
+        return {
+            "kept": f"{c['kept']:,} of {c['images']:,} images ({c['concepts']:,} concepts)",
+            "throughput": (
+                f"{c['images'] / secs:,.2f} images/s, {c['generated_tokens'] / secs:,.1f} generated tokens/s "
+                f"(over {secs:,.1f} s of generation)"
+                if secs > 0
+                else "n/a"
+            ),
+        }
+
+
+def _env_key() -> str | None:
+    import os
+
+    from ..settings import OPENAI_API_KEY_ENV
+
+    return os.environ.get(OPENAI_API_KEY_ENV) or None
+
+
+class _ShardRun:
+    """One shard's loop: read -> decode -> batch -> generate -> parse (-> retry) -> rows."""
+
+    def __init__(self, stage: ExtractStage, shard: Shard, on_item: ItemCallback | None):
+        self.stage, self.shard, self.on_item = stage, shard, on_item
+        self.rows: list[dict[str, Any] | None] = [None] * len(shard.items)
+        self.errors = ErrorLog()
+        self.counts: Counter[str] = Counter()
+        self.timer = StatsTimer()
+        self.gen_seconds = 0.0
+        self.prompt = stage.prompt_text
+
+    def _row(self, pos: int, **values: Any) -> None:
+        item = self.shard.items[pos]
+        self.rows[pos] = {
+            "image_id": item[1],
+            "image_path": imgs.image_path(item),
+            "vlm": self.stage.vlm,
+            "concepts": [],
+            "keep": False,
+            **values,
+        }
+        if self.on_item:
+            self.on_item(1)
+
+    def _error(self, pos: int, reason: str, detail: str, raw: str | None = None) -> None:
+        self.errors.add(self.shard.items[pos][1], reason, detail)
+        self._row(pos, drop_reason=reason, error=detail[:2000], raw_response=raw)
+
+    def _generate(self, images: list[Image.Image], seed: int | None) -> list[Any]:
+        from ..models.vlm import timed_generate
+
+        out, secs = timed_generate(self.stage._engine, images, self.prompt, seed)
+        self.gen_seconds += secs
+        self.counts["generated_tokens"] += sum(g.tokens for g in out)
+        return out
+
+    def _flush(self, batch: list[tuple[int, Image.Image]]) -> None:
+        if not batch:
+            return
+        with self.timer("generate"):
+            gens = self._generate([img for _, img in batch], None)
+        retry: list[tuple[int, Image.Image]] = []
+        for (pos, img), g in zip(batch, gens, strict=True):
+            if g.error is not None:
+                self._error(pos, "generation_failed", g.error)
+                continue
+            self.counts["images"] += 1
+            if not self._accept(pos, g.text, final=False):
+                retry.append((pos, img))
+        if retry:
+            self.counts["retried"] += len(retry)
+            seed = stable_seed(self.shard.items[retry[0][0]][1])
+            with self.timer("generate"):
+                gens = self._generate([img for _, img in retry], seed)
+            for (pos, _), g in zip(retry, gens, strict=True):
+                if g.error is not None:
+                    self._error(pos, "generation_failed", g.error)
+                else:
+                    self._accept(pos, g.text, final=True)
+
+    def _accept(self, pos: int, text: str | None, final: bool) -> bool:
+        """Parse and filter one answer into its row; False when unparsable and a retry remains."""
+        with self.timer("parse"):
+            try:
+                ans = cp.parse_response(text, self.stage.max_concepts)
+            except cp.UnparsableResponse as exc:
+                if not final:
+                    return False
+                self.counts["images"] -= 1  # counted as an error, not as a processed image
+                self._error(pos, "unparsable_response", f"{exc} (after one retry)", raw=text)
+                return True
+        keep, reason = cp.decide(ans.caption, ans.concepts, self.stage.non_sonic_keywords)
+        self.counts[
+            "kept" if keep else ("dropped_non_sonic" if reason != cp.NO_CONCEPTS else "dropped_no_concepts")
+        ] += 1
+        self.counts["concepts"] += len(ans.concepts) if keep else 0
+        self._row(pos, caption=ans.caption, concepts=ans.concepts, keep=keep, drop_reason=reason, raw_response=text)
+        return True
+
+    def result(self) -> ShardResult:
+        st = self.stage
+        assert st._reader is not None
+        batch: list[tuple[int, Image.Image]] = []
+        size = max(1, int(getattr(st._engine, "batch_size", st.batch_size)))
+        payloads = st._reader.iter_payloads(self.shard.items)
+        for pos in range(len(self.shard.items)):
+            with self.timer("read"):
+                _, payload = next(payloads)
+            if isinstance(payload, imgs.ImageDecodeError):
+                self._error(pos, payload.reason, str(payload))
+                continue
+            try:
+                with self.timer("decode"):
+                    img = imgs.decode_image(payload, st.max_image_side or None)
+            except imgs.ImageDecodeError as exc:
+                self._error(pos, exc.reason, str(exc))
+                continue
+            batch.append((pos, img))
+            if len(batch) >= size:
+                self._flush(batch)
+                batch = []
+        self._flush(batch)
+        self.counts["generate_ms"] = round(self.gen_seconds * 1000)
+        secs = self.gen_seconds
+        return ShardResult(
+            tables={"": schema.table(self.rows, schema.CONCEPTS), "errors": self.errors.table()},  # type: ignore[arg-type]
+            counters=dict(self.counts),
+            errors=dict(self.errors.counts),
+            items=len(self.shard.items),
+            extra={
+                "images_per_second": round(self.counts["images"] / secs, 3) if secs else None,
+                "tokens_per_second": round(self.counts["generated_tokens"] / secs, 2) if secs else None,
+                "phase_seconds": {k: round(v, 4) for k, v in self.timer.seconds.items()},
+                "vlm": st.vlm,
+                "engine": st.engine,
+            },
+        )
