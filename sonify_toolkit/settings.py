@@ -39,3 +39,41 @@ PAIRS_PER_SHARD = 10_000
 # --- render ------------------------------------------------------------------------------------
 RENDER_FORMAT = "flac"
 PAIRS_PER_RENDER_SHARD = 1000
+
+# --- extraction: prompt and engines (paper 3.2, A.2; see stages/extract.py) -----------------------
+# The paper's final prompt (its Figure 2) is not published; ours is built from the failure cases it
+# reports. Why each sentence is there:
+#  1. "sound sources that are visible and present": the paper found VLMs invent off-camera sounds;
+#     adding "visible and present in the image" "significantly improved the retrieval quality" (3.2).
+#  2. "Do not list sounds that are off-camera, implied or imagined": the "inference by semantic
+#     association" failure (a beach gets "seagulls" with no bird in sight) (limitations).
+#  3. "Statues, drawings, paintings, toys, screens, posters, logos and signs make no sound": SAM is
+#     full of art-like visuals and logos for which VLMs still return plausible concepts (limitations, A.2).
+#  4. "a short name and one line describing the sound": CLAP retrieval works on "dog: sound of a dog
+#     barking while running in the grass" style texts (3.3); the name is what we dedupe on.
+#  5. "one-sentence caption": the non-sonic keyword filter (A.2) runs on the caption.
+#  6. "at most {max_concepts}": bounds the mix (each concept becomes one summed clip).
+#  7. "empty list when nothing makes sound": an explicit way out, so silent images are not padded.
+#  8. The JSON shape with an example: a fixed, parseable answer (the parser also copes with prose).
+# `{max_concepts}` is replaced by --max-concepts (plain replacement: a --prompt-file may hold JSON braces).
+EXTRACT_PROMPT = (
+    "List the sound sources that are visible and present in this image: things shown in the image "
+    "that make a sound.\n"
+    "Do not list sounds that are off-camera, implied by the setting or imagined.\n"
+    "Statues, drawings, paintings, toys, screens, posters, logos and signs make no sound.\n"
+    "For each sound source give a short name (one to three words) and one line describing the sound it makes.\n"
+    "Also give a one-sentence caption of the image.\n"
+    "List at most {max_concepts} sound sources; give an empty list when nothing in the image makes a sound.\n"
+    'Answer with JSON only, like: {"caption": "A brown dog playing fetch near a river.", '
+    '"sounds": [{"name": "dog", "description": "a dog barking while running in the grass"}, '
+    '{"name": "river", "description": "water flowing in a river"}]}'
+)
+VLM_BATCH_SIZE = 8  # transformers engine: images per generate() call
+VLM_MAX_NEW_TOKENS = 256  # a 5-concept JSON answer is ~150 tokens
+VLM_MAX_IMAGE_SIDE = 1344  # ours: larger images are downscaled before the VLM (SA-1B is ~1500x2250)
+VLM_RETRY_TEMPERATURE = 0.7  # the one retry of an unparsable answer samples (greedy would repeat it)
+OPENAI_CONCURRENCY = 16  # requests in flight per worker
+OPENAI_TIMEOUT = 120.0  # seconds per request
+OPENAI_MAX_RETRIES = 5  # on 429, 5xx, timeouts and broken connections, with exponential backoff
+OPENAI_BACKOFF = 1.0  # seconds before the first retry (doubles each time, capped at 60 s)
+OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
