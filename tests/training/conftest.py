@@ -1,0 +1,113 @@
+"""Fixtures of the training recipe: tiny PixArt/VAE/AST/CLIP, a tiny release with images and rendered audio."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from sonify_toolkit import audio, schema
+
+N_PAIRS = 5  # pair 4's image is missing locally -> an error row
+
+
+@pytest.fixture(scope="session")
+def tiny_pixart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny.pixart import build_tiny_pixart
+
+    return build_tiny_pixart(tmp_path_factory.mktemp("tiny_pixart"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ast(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny.ast import build_tiny_ast
+
+    return build_tiny_ast(tmp_path_factory.mktemp("tiny_ast"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny.clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+def tone(freq: float, seconds: float = 5.0, sr: int = 16_000, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * freq * t)
+    if noise:
+        x += noise * np.random.default_rng(seed).standard_normal(t.shape)
+    return x.astype(np.float32)
+
+
+def _pair(i: int) -> dict:
+    return {
+        "pair_id": f"sa_{i}|tiny-vlm",
+        "image_id": f"sa_{i}",
+        "image_source": "sa1b",
+        "vlm": "tiny-vlm",
+        "caption": f"scene {i}",
+        "seed": 0,
+        "sources": [{"concept": "tone", "clip_id": f"x/{i}.wav#0", "source": "x", "path": f"{i}.wav", "segment": 0}],
+    }
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A release folder, an SA-1B-like image root (loose files + one tar; one image missing), a render folder."""
+    root = tmp_path_factory.mktemp("release")
+    rel = root / "release"
+    (rel / "data").mkdir(parents=True)
+    pq.write_table(schema.table([_pair(i) for i in range(N_PAIRS)], schema.PAIRS), rel / "data" / "train-00000.parquet")
+
+    images = root / "sa1b"
+    (images / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(N_PAIRS - 1):
+        arr = np.zeros((40, 48, 3), np.uint8)
+        arr[..., i % 3] = 60 * (i + 1)
+        arr += rng.integers(0, 30, arr.shape, dtype=np.uint8)
+        im = Image.fromarray(arr)
+        if i == 3:  # one image only inside a tar shard, as SA-1B ships
+            im.save(root / "sa_3.jpg")
+            with tarfile.open(images / "sa_000001.tar", "w") as tar:
+                tar.add(root / "sa_3.jpg", arcname="sa_3.jpg")
+        else:
+            im.save(images / "sub" / f"sa_{i}.jpg")
+
+    rendered = root / "render"
+    (rendered / "audio").mkdir(parents=True)
+    rows = []
+    for i in range(N_PAIRS):
+        path = f"audio/{i:05d}.flac"
+        (rendered / path).write_bytes(audio.encode(tone(220.0 * (i + 1), noise=0.05, seed=i)))
+        rows.append({"pair_id": f"sa_{i}|tiny-vlm", "path": path, "status": "ok", "lufs": -23.0, "peak": 0.4})
+    (rendered / "index").mkdir()
+    pq.write_table(schema.table(rows, schema.RENDERED), rendered / "index" / "00000.parquet")
+    return {"release": rel, "images": images, "audio": rendered}
+
+
+@pytest.fixture(scope="session")
+def features(tmp_path_factory: pytest.TempPathFactory, release: dict[str, Path], tiny_pixart: Path, tiny_ast: Path):
+    """The prepare output for the tiny release (4 encoded pairs, 1 error row)."""
+    from sonify_toolkit.runner import run_stage
+    from training_recipe.prepare import build_stage
+
+    out = tmp_path_factory.mktemp("features")
+    stage = build_stage(
+        str(release["release"]),
+        release["images"],
+        audio_dir=release["audio"],
+        base_model=str(tiny_pixart),
+        ast_model=str(tiny_ast),
+        resolution=32,
+        device="cpu",
+        batch_size=2,
+        shard_size=3,
+    )
+    summary = run_stage(stage, out, show_progress=False)
+    return out, summary

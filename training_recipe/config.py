@@ -1,0 +1,87 @@
+"""The training configuration: one YAML file holds everything a researcher tunes (read top to bottom)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # inputs and outputs
+    features: str = "features"  # the prepare output folder
+    output_dir: str = "runs/pixart_512"
+    base_model: str = "PixArt-alpha/PixArt-XL-2-512x512"  # Hub id or path with transformer/, vae/, scheduler/
+    revision: str | None = None
+    # paper 4.3: AdamW, lr 3.16e-5, weight decay 3e-2, global batch 640, ~0.5M steps on 8xA100
+    learning_rate: float = 3.16e-5
+    weight_decay: float = 3e-2
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    lr_warmup_steps: int = 1000
+    global_batch_size: int = 640
+    per_device_batch_size: int = 40
+    gradient_accumulation_steps: int | None = None  # null: computed (640 / (40 x 8 GPUs) = 2); set: checked
+    max_steps: int = 500_000
+    mixed_precision: str = "bf16"  # "no" | "fp16" | "bf16"
+    gradient_checkpointing: bool = True
+    # the audio projector (replaces PixArt's caption projection; trained from scratch, paper A.10)
+    projector_hidden: int | None = None  # default: the transformer's inner dim, as PixArt's caption MLP
+    # classifier-free guidance: a "null audio" replaces the audio at this rate
+    null_audio: str = "learned"  # "learned" (a trained sequence) or "zero"
+    null_audio_rate: float = 0.1
+    # bookkeeping
+    seed: int = 0
+    num_workers: int = 4
+    checkpoint_every: int = 2000
+    checkpoints_total_limit: int | None = 3
+    log_every: int = 10
+    sample_every: int = 5000
+    num_samples: int = 4  # validation items drawn from the features, rendered at every sample step
+    sample_steps: int = 20
+    sample_guidance: float = 4.5
+    resume: str | None = "latest"  # "latest", a checkpoint folder, or null
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ValueError(f"unknown keys in {path}: {', '.join(unknown)}")
+        if "adam_betas" in raw:
+            raw["adam_betas"] = tuple(raw["adam_betas"])
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def accumulation(self, num_processes: int) -> int:
+        """The paper's batch is global: per-device x devices x accumulation must equal it exactly."""
+        if self.gradient_accumulation_steps is None:
+            return accumulation_for(self.global_batch_size, self.per_device_batch_size, num_processes)
+        got = self.per_device_batch_size * num_processes * self.gradient_accumulation_steps
+        if got != self.global_batch_size:
+            raise ValueError(
+                f"global batch {self.global_batch_size} != per_device_batch_size {self.per_device_batch_size} "
+                f"x {num_processes} processes x gradient_accumulation_steps {self.gradient_accumulation_steps} "
+                f"= {got}; leave gradient_accumulation_steps empty to compute it"
+            )
+        return self.gradient_accumulation_steps
+
+
+def accumulation_for(global_batch: int, per_device: int, num_processes: int) -> int:
+    """The accumulation that reaches `global_batch`, or an error when it does not divide."""
+    per_step = per_device * num_processes
+    if global_batch % per_step:
+        raise ValueError(
+            f"global batch {global_batch} is not a multiple of per-device batch {per_device}"
+            f" x {num_processes} processes"
+        )
+    return global_batch // per_step

@@ -1,0 +1,112 @@
+"""Inputs of the recipe: the released pairs, the SA-1B images they name, and each pair's audio.
+
+Images and audio are never in the release (only ids and numbers), so each user points at local
+copies: an SA-1B root (loose `sa_NNN.jpg` files anywhere below it, or the original `.tar` shards),
+and either a `sonify render` output folder or the sound collections to render from on the fly.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from sonify_toolkit import audio
+from sonify_toolkit.fileio import safe_join
+from sonify_toolkit.settings import IMAGE_EXTENSIONS, SAMPLE_RATE
+
+TAR_SEP = "::"  # "shard.tar::member.jpg", as in the concepts table's image_path
+
+
+def load_pairs(dataset: str, split: str = "train") -> pa.Table:
+    """The pairs table from a release folder (data/*.parquet), one parquet file, or a Hub dataset id."""
+    path = Path(dataset)
+    if path.is_dir():
+        files = sorted((path / "data").glob("*.parquet")) or sorted(path.rglob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"no parquet files under {path}")
+        table = pa.concat_tables([pq.read_table(f) for f in files])
+    elif path.is_file():
+        table = pq.read_table(path)
+    else:
+        from datasets import load_dataset
+
+        table = load_dataset(dataset, split=split).data.table
+    missing = [n for n in ("pair_id", "image_id") if n not in table.column_names]
+    if missing:
+        raise ValueError(f"{dataset} is not a sonify pairs release (missing columns: {', '.join(missing)})")
+    return table.sort_by("pair_id")
+
+
+def index_images(root: str | Path) -> dict[str, str]:
+    """image_id -> reference: a POSIX path relative to `root`, or "shard.tar::member" inside a tar below it."""
+    root = Path(root)
+    found: dict[str, str] = {}
+    exts = {e.lower() for e in IMAGE_EXTENSIONS}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix.lower() in exts:
+            found.setdefault(p.stem, rel.as_posix())
+        elif p.suffix.lower() == ".tar":
+            with tarfile.open(p) as tar:
+                for m in tar:
+                    name = Path(m.name)
+                    if m.isfile() and name.suffix.lower() in exts:
+                        found.setdefault(name.stem, f"{rel.as_posix()}{TAR_SEP}{m.name}")
+    return found
+
+
+def open_image(root: str | Path, ref: str) -> Image.Image:
+    """Decode an image named by `index_images` as RGB."""
+    if TAR_SEP in ref:
+        tar_rel, member = ref.split(TAR_SEP, 1)
+        with tarfile.open(safe_join(root, tar_rel)) as tar:
+            f = tar.extractfile(member)
+            if f is None:
+                raise FileNotFoundError(f"{member} not in {tar_rel}")
+            data = f.read()
+        return Image.open(io.BytesIO(data)).convert("RGB")
+    with Image.open(safe_join(root, ref)) as im:
+        return im.convert("RGB")
+
+
+def center_crop(image: Image.Image, size: int) -> np.ndarray:
+    """Resize the short side to `size` (bicubic) and crop the centre: (3, size, size) float32 in [-1, 1]."""
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    arr = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32)
+    return (arr / 127.5 - 1.0).transpose(2, 0, 1)
+
+
+def load_rendered_index(audio_dir: str | Path) -> dict[str, tuple[str | None, str]]:
+    """pair_id -> (path relative to the render folder, status) from DIR/index/*.parquet (schema.RENDERED)."""
+    files = sorted((Path(audio_dir) / "index").glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no render index under {audio_dir}/index (run `sonify render` first)")
+    table = pa.concat_tables([pq.read_table(f).select(["pair_id", "path", "status"]) for f in files])
+    return {r["pair_id"]: (r["path"], r["status"]) for r in table.to_pylist()}
+
+
+def load_rendered_audio(audio_dir: str | Path, relpath: str) -> np.ndarray:
+    """A rendered mix as 16 kHz mono float32 (resampled if it was rendered at another rate)."""
+    return audio.load_standard(safe_join(audio_dir, relpath), SAMPLE_RATE)
+
+
+def render_on_the_fly(pair: Mapping[str, Any], roots: Mapping[str, str]) -> np.ndarray:
+    """Rebuild one pair's mix from local sound collections with the toolkit's own renderer."""
+    from sonify_toolkit.stages.render import render_pair  # the render stage; imported only when used
+
+    mix, _info = render_pair(dict(pair), dict(roots))
+    return np.asarray(mix, dtype=np.float32)
