@@ -102,3 +102,30 @@ def table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
         if extra:
             raise KeyError(f"columns not in schema: {sorted(extra)}")
     return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+# --- the Hugging Face release ----------------------------------------------------------------------
+def pairs_features() -> Any:
+    """The release's `datasets.Features`: the pairs table as `load_dataset` hands it to users.
+
+    Derived from `PAIRS` so the card, the parquet shards and the table can never disagree.
+    Imported lazily: `datasets` is heavy and only publishing needs it.
+    """
+    import datasets
+
+    return datasets.Features.from_arrow_schema(PAIRS)
+
+
+def rendered_features(sample_rate: int = 16_000) -> Any:
+    """Features of the optional rendered-audio config: one encoded FLAC mix per pair plus its loudness."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "pair_id": datasets.Value("string"),
+            "audio": datasets.Audio(sampling_rate=sample_rate),
+            "lufs": datasets.Value("float64"),
+            "peak": datasets.Value("float32"),
+            "mix_gain_db": datasets.Value("float32"),
+        }
+    )

@@ -1,0 +1,135 @@
+"""The release's dataset card: Hub YAML metadata (via huggingface_hub) + a Jinja body from README.md.jinja."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import jinja2
+from huggingface_hub import DatasetCardData
+
+from ..stats import RunData, flat_params, size_category
+from .licenses import licence_rows
+
+TEMPLATE = "README.md.jinja"
+TAGS = ["audio", "image", "audio-to-image", "image-sonification", "sound-effects", "clap", "sonify"]
+
+
+def _md(value: Any) -> str:
+    """A value safe inside a markdown table cell."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def card_data(
+    *,
+    pretty_name: str,
+    num_rows: int,
+    num_bytes: int,
+    features_yaml: dict[str, Any],
+    smoke_run: bool,
+    rendered: dict[str, Any] | None = None,
+) -> DatasetCardData:
+    """The YAML front matter: licence, task, size, configs with data files and the declared features."""
+    configs = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
+    infos = [{"config_name": "default", **features_yaml, "splits": [_split(num_rows, num_bytes)]}]
+    if rendered:
+        configs.append(
+            {"config_name": "rendered_audio", "data_files": [{"split": "train", "path": "rendered/train-*"}]}
+        )
+        infos.append(
+            {
+                "config_name": "rendered_audio",
+                **rendered["features_yaml"],
+                "splits": [_split(rendered["rows"], rendered["num_bytes"])],
+            }
+        )
+    return DatasetCardData(
+        license="other",
+        license_name="source-collections",
+        license_link="LICENSE.md",
+        pretty_name=pretty_name,
+        task_categories=["any-to-any"],
+        tags=TAGS + (["smoke-run"] if smoke_run else []),
+        size_categories=[size_category(num_rows)],
+        configs=configs,
+        dataset_info=infos,
+    )
+
+
+def _split(rows: int, num_bytes: int) -> dict[str, Any]:
+    return {"name": "train", "num_bytes": num_bytes, "num_examples": rows}
+
+
+def collections(run: RunData, stats: dict[str, Any]) -> list[str]:
+    """Sound collections used (from the pairs and the pool manifest) and named image sources."""
+    names = set(stats["counts"]["sources_per_collection"]) | set(
+        run.pool_manifest.get("segments", {}).get("per_source", {})
+    )
+    return sorted(names)
+
+
+def render_card(
+    run: RunData,
+    stats: dict[str, Any],
+    plots: dict[str, str],
+    *,
+    repo_id: str,
+    pretty_name: str,
+    features_yaml: dict[str, Any],
+    num_bytes: int,
+    rendered: dict[str, Any] | None = None,
+) -> str:
+    """README.md text of a release."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["md"] = _md
+    template = env.from_string(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
+    sound = collections(run, stats)
+    images = sorted({s for s in run.pairs.column("image_source").to_pylist() if s and "/" not in s and len(s) < 40})
+    data = card_data(
+        pretty_name=pretty_name,
+        num_rows=run.pairs.num_rows,
+        num_bytes=num_bytes,
+        features_yaml=features_yaml,
+        smoke_run=stats["smoke_run"],
+        rendered=rendered,
+    )
+    return template.render(
+        card_data=data.to_yaml(),
+        smoke_run=stats["smoke_run"],
+        pretty_name=pretty_name,
+        repo_id=repo_id,
+        stats=stats,
+        plots=plots,
+        key_parameters=stats["key_parameters"],
+        all_parameters=flat_params({**run.stages, **_pool_params(run.pool_manifest)}),
+        collections=sound,
+        rendered=rendered,
+        licences=licence_rows(sound + images),
+    )
+
+
+def render_license(run: RunData, stats: dict[str, Any]) -> str:
+    """LICENSE.md (the card's `license_link`): the same per-collection table, standalone."""
+    lines = [
+        "# Licenses",
+        "",
+        "This repository holds metadata derived from the collections below; their images and recordings are",
+        "not included and remain under their own terms.",
+        "",
+    ]
+    for row in licence_rows(collections(run, stats)):
+        lines += [f"## {row['name']}", "", row["licence"], ""] + ([row["link"], ""] if row["link"] else [])
+    return "\n".join(lines)
+
+
+def _pool_params(pool_manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """pool/manifest.json entries shown like stage manifests (the CLAP identity, segment parameters)."""
+    out = {}
+    for key, value in sorted(pool_manifest.items()):
+        if isinstance(value, dict):
+            params = {k: v for k, v in value.items() if k != "params"} | value.get("params", {})
+            out[f"pool/manifest.json:{key}"] = {"params": params}
+    return out

@@ -1,0 +1,334 @@
+"""The numbers of a run: one implementation shared by the dataset card, the HTML report and `status`.
+
+A run is read either from a work directory (stage folders with `_stage.json` and `_stats/`) or from
+a release folder (`data/*.parquet` + `sonify.json`, which `publish` writes so a release carries the
+parameters and error counts of the run that made it). Everything here is pure over those tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import schema
+from .shards import STAGE_FILE, STATS_DIR, StageDir
+from .usage import clip_usage
+
+RELEASE_MANIFEST = "sonify.json"  # written by `publish` beside the README
+PIPELINE_ORDER = ("pool", "pool-embed", "extract", "retrieve", "render")
+DISTRIBUTIONS = ("similarity", "score", "threshold", "clip_lufs", "target_lufs", "rendered_lufs")
+
+
+@dataclass
+class RunData:
+    """Everything the card, the report and `status` read from one run."""
+
+    origin: Path
+    kind: str  # "workdir" or "release"
+    pairs: pa.Table
+    concepts: pa.Table | None = None
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage dir (relative) -> _stage.json
+    pool_manifest: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, dict[str, int]] = field(default_factory=dict)  # stage dir -> reason -> count
+    rendered: pa.Table | None = None
+    rendered_dir: Path | None = None
+
+    @property
+    def smoke_run(self) -> bool:
+        return is_smoke_run(self.stages, self.pool_manifest)
+
+
+# --- loading --------------------------------------------------------------------------------------
+def find_stage_dirs(workdir: Path) -> dict[str, StageDir]:
+    """Every stage folder under a work directory, keyed by its POSIX path relative to it (sorted)."""
+    workdir = Path(workdir)
+    found = {}
+    for manifest in sorted(workdir.rglob(STAGE_FILE)):
+        rel = manifest.parent.relative_to(workdir)
+        if len(rel.parts) <= 3:
+            found[rel.as_posix()] = StageDir(manifest.parent)
+    return found
+
+
+def stage_errors(sd: StageDir) -> dict[str, int]:
+    errors: Counter[str] = Counter()
+    for stats in sd.stats():
+        errors.update(stats.get("errors", {}))
+    return dict(sorted(errors.items()))
+
+
+def read_rendered(rendered_dir: Path) -> pa.Table:
+    """A render output folder's index (complete shards when it is a stage folder, else every file)."""
+    rendered_dir = Path(rendered_dir)
+    if (rendered_dir / STATS_DIR).is_dir():
+        return StageDir(rendered_dir).read_table("index", schema.RENDERED)
+    files = sorted((rendered_dir / "index").glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no rendered index (index/*.parquet) in {rendered_dir}")
+    return pa.concat_tables([pq.read_table(f).cast(schema.RENDERED) for f in files])
+
+
+def is_release(path: Path) -> bool:
+    return (Path(path) / "data").is_dir() and not (Path(path) / "pairs").is_dir()
+
+
+def load_run(path: str | Path, rendered: str | Path | None = None) -> RunData:
+    """A work directory or a release folder, with its rendered audio index when there is one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a folder (expected a work directory or a release)")
+    run = _load_release(path) if is_release(path) else _load_workdir(path)
+    if rendered is None and run.kind == "workdir" and (path / "render" / "index").is_dir():
+        rendered = path / "render"
+    if rendered is not None:
+        run.rendered_dir = Path(rendered)
+        run.rendered = read_rendered(Path(rendered))
+        run.errors.setdefault("render", {})
+        if not run.errors["render"]:
+            bad = Counter(s for s in run.rendered.column("status").to_pylist() if s != "ok")
+            run.errors["render"] = dict(sorted(bad.items()))
+    return run
+
+
+def _load_workdir(workdir: Path) -> RunData:
+    stage_dirs = find_stage_dirs(workdir)
+    pairs_dir = StageDir(workdir / "pairs")
+    if pairs_dir.manifest() is None:
+        raise FileNotFoundError(f"no pairs in {workdir}/pairs: run `sonify retrieve` first")
+    pairs = pairs_dir.read_table("", schema.PAIRS)
+    concept_parts = [
+        StageDir(d).read_table("", schema.CONCEPTS)
+        for d in sorted((workdir / "concepts").glob("*"))
+        if (d / STAGE_FILE).exists()
+    ]
+    pool_manifest_path = workdir / "pool" / "manifest.json"
+    return RunData(
+        origin=workdir,
+        kind="workdir",
+        pairs=pairs,
+        concepts=pa.concat_tables(concept_parts) if concept_parts else None,
+        stages={rel: sd.manifest() or {} for rel, sd in stage_dirs.items()},
+        pool_manifest=json.loads(pool_manifest_path.read_text()) if pool_manifest_path.exists() else {},
+        errors={rel: stage_errors(sd) for rel, sd in stage_dirs.items()},
+    )
+
+
+def _load_release(release: Path) -> RunData:
+    files = sorted((release / "data").glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no data/*.parquet in release {release}")
+    pairs = pa.concat_tables([pq.read_table(f).cast(schema.PAIRS) for f in files])
+    meta_path = release / RELEASE_MANIFEST
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return RunData(
+        origin=release,
+        kind="release",
+        pairs=pairs,
+        stages=meta.get("stages", {}),
+        pool_manifest=meta.get("pool_manifest", {}),
+        errors=meta.get("errors", {}),
+    )
+
+
+# --- parameters -----------------------------------------------------------------------------------
+def is_smoke_run(stages: Mapping[str, Mapping[str, Any]], pool_manifest: Mapping[str, Any]) -> bool:
+    """True when any manifest says the run used tiny random models (`"smoke_run": true`)."""
+
+    def walk(obj: Any) -> bool:
+        if isinstance(obj, Mapping):
+            return bool(obj.get("smoke_run")) or any(walk(v) for v in obj.values())
+        if isinstance(obj, list):
+            return any(walk(v) for v in obj)
+        return False
+
+    return walk(dict(stages)) or walk(dict(pool_manifest))
+
+
+def find_param(stages: Mapping[str, Mapping[str, Any]], *keys: str) -> dict[str, Any]:
+    """`{stage dir: value}` of the first of `keys` present in each stage's parameters."""
+    out = {}
+    for rel, manifest in stages.items():
+        params = manifest.get("params", {})
+        for key in keys:
+            if key in params:
+                out[rel] = params[key]
+                break
+    return out
+
+
+def key_parameters(run: RunData) -> dict[str, Any]:
+    """The parameters a reader looks for first (VLMs, prompt, CLAP, top-k, LUFS range, seed).
+
+    Only what the manifests record is shown; nothing is filled in from today's defaults.
+    """
+    clap = run.pool_manifest.get("clap", {})
+    stages = run.stages
+    concept_stages = {k: v for k, v in stages.items() if k.startswith("concepts/")}
+    vlms = find_param(concept_stages, "model", "vlm", "vlm_model") or {k: k.split("/", 1)[1] for k in concept_stages}
+    out: dict[str, Any] = {
+        "VLMs": sorted({str(v) for v in vlms.values()}) or sorted(set(run.pairs.column("vlm").to_pylist())),
+        "prompt": _one(find_param(concept_stages, "prompt", "prompt_text", "prompt_sha256")),
+        "CLAP checkpoint": (
+            f"{clap.get('model')} @ {clap.get('revision')}" if clap.get("model") else _one(find_param(stages, "clap"))
+        ),
+        "top-k": _one(find_param(stages, "top_k", "k")),
+        "LUFS range": _lufs_range(stages),
+        "seed": _one(find_param(stages, "seed")),
+    }
+    return {k: v for k, v in out.items() if v not in (None, [], "")}
+
+
+def _one(values: Mapping[str, Any]) -> Any:
+    distinct = {json.dumps(v, sort_keys=True, default=str): v for v in values.values()}
+    if not distinct:
+        return None
+    return next(iter(distinct.values())) if len(distinct) == 1 else dict(values)
+
+
+def _lufs_range(stages: Mapping[str, Mapping[str, Any]]) -> Any:
+    lo, hi = _one(find_param(stages, "lufs_min")), _one(find_param(stages, "lufs_max"))
+    if lo is None and hi is None:
+        return _one(find_param(stages, "lufs_range"))
+    return f"{lo} .. {hi} LUFS"
+
+
+def flat_params(stages: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(stage dir, parameter, value as JSON) for every recorded parameter: the card's full listing."""
+    rows = []
+    for rel in sorted(stages):
+        manifest = stages[rel]
+        for key, value in sorted(manifest.get("params", {}).items()):
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+            rows.append((rel, key, text))
+    return rows
+
+
+# --- the numbers ------------------------------------------------------------------------------------
+def flat_sources(pairs: pa.Table) -> pa.Table:
+    """One row per (pair, source) with the source struct's fields as columns."""
+    flat = pc.list_flatten(pairs.column("sources"))
+    if isinstance(flat, pa.ChunkedArray):
+        flat = flat.combine_chunks() if flat.num_chunks else pa.array([], type=schema.PAIR_SOURCE)
+    return pa.Table.from_arrays(flat.flatten(), names=[f.name for f in schema.PAIR_SOURCE])
+
+
+def distributions(run: RunData) -> dict[str, np.ndarray]:
+    """The value arrays behind every histogram (finite values only)."""
+    src = flat_sources(run.pairs)
+    out = {name: src.column(name).to_numpy(zero_copy_only=False) for name in DISTRIBUTIONS[:5]}
+    if run.rendered is not None:
+        ok = run.rendered.filter(pc.equal(run.rendered.column("status"), "ok"))
+        out["rendered_lufs"] = ok.column("lufs").to_numpy(zero_copy_only=False)
+    else:
+        out["rendered_lufs"] = np.zeros(0)
+    return {k: _finite(v) for k, v in out.items()}
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x[np.isfinite(x)]
+
+
+def summary(x: np.ndarray) -> dict[str, float] | None:
+    if x.size == 0:
+        return None
+    q = np.percentile(x, [0, 5, 50, 95, 100])
+    return {
+        "min": float(q[0]),
+        "p5": float(q[1]),
+        "median": float(q[2]),
+        "mean": float(x.mean()),
+        "p95": float(q[3]),
+        "max": float(q[4]),
+    }
+
+
+def concept_name(name: str | None) -> str:
+    """Counting key of a concept: case and surrounding space do not make a new concept."""
+    return (name or "").strip().lower()
+
+
+def concept_counts(pairs: pa.Table) -> Counter[str]:
+    return Counter(concept_name(c) for c in flat_sources(pairs).column("concept").to_pylist())
+
+
+def pool_size(pool_manifest: Mapping[str, Any]) -> int | None:
+    segs = pool_manifest.get("segments", {})
+    return int(segs["count"]) if "count" in segs else None
+
+
+def compute_stats(run: RunData, top: int = 30) -> dict[str, Any]:
+    """Every figure the card and the report show, JSON-able."""
+    pairs = run.pairs
+    src = flat_sources(pairs)
+    per_pair = pc.list_value_length(pairs.column("sources")).to_numpy(zero_copy_only=False)
+    concepts = concept_counts(pairs)
+    counts: dict[str, Any] = {
+        "pairs": pairs.num_rows,
+        "images": len(set(pairs.column("image_id").to_pylist())),
+        "pairs_per_vlm": dict(sorted(Counter(pairs.column("vlm").to_pylist()).items())),
+        "sources": src.num_rows,
+        "distinct_concepts": len(concepts),
+        "sources_per_collection": dict(sorted(Counter(src.column("source").to_pylist()).items())),
+    }
+    if run.concepts is not None:
+        keep = run.concepts.column("keep").to_pylist()
+        counts["images_described"] = len(set(run.concepts.column("image_id").to_pylist()))
+        counts["vlm_responses"] = run.concepts.num_rows
+        counts["kept"] = sum(keep)
+        reasons = run.concepts.column("drop_reason").to_pylist()
+        dropped = Counter(r or "unknown" for r, k in zip(reasons, keep, strict=True) if not k)
+        counts["dropped_by_reason"] = dict(sorted(dropped.items()))
+    if pool_size(run.pool_manifest) is not None:
+        counts["pool_segments"] = pool_size(run.pool_manifest)
+        counts["pool_per_collection"] = run.pool_manifest.get("segments", {}).get("per_source", {})
+    if run.rendered is not None:
+        counts["rendered_by_status"] = dict(sorted(Counter(run.rendered.column("status").to_pylist()).items()))
+        gains = run.rendered.column("mix_gain_db").to_numpy(zero_copy_only=False)
+        counts["rendered_mixes_scaled_down"] = int(np.sum(np.nan_to_num(gains) < 0))
+    hist = Counter(int(n) for n in per_pair)
+    return {
+        "smoke_run": run.smoke_run,
+        "kind": run.kind,
+        "counts": counts,
+        "concepts_per_pair": {
+            "histogram": {str(k): hist[k] for k in sorted(hist)},
+            "mean": float(per_pair.mean()) if per_pair.size else 0.0,
+        },
+        "top_concepts": [[c, n] for c, n in sorted(concepts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]],
+        "clip_usage": clip_usage(src.column("clip_id").to_pylist(), pool_size(run.pool_manifest)),
+        "distributions": {k: summary(v) for k, v in distributions(run).items()},
+        "errors": {k: v for k, v in sorted(run.errors.items()) if v},
+        "key_parameters": key_parameters(run),
+    }
+
+
+def reuse_counts(clip_ids: Iterable[str]) -> np.ndarray:
+    """Uses per distinct clip (for the reuse histogram)."""
+    return np.fromiter(Counter(clip_ids).values(), dtype=np.int64)
+
+
+def size_category(n: int) -> str:
+    """The Hub's `size_categories` bucket for n rows."""
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
+    for bound, label in bounds:
+        if n < bound:
+            return label
+    return "n>1T" if n >= 1_000_000_000_000 else "1B<n<10B"
