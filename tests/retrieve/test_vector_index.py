@@ -1,0 +1,59 @@
+"""Top-k search: exact answers on constructed vectors, k beyond the pool, approximate recall."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sonify_toolkit.vector_index import IndexSpec, build_index, canonical_order, exact_topk, recall_at_k, search
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_exact_search_finds_constructed_neighbours() -> None:
+    pool = np.eye(4, dtype=np.float32)
+    q = unit(np.array([[0.8, 0.6, 0.0, 0.0]]))
+    scores, rows = search(build_index(pool, IndexSpec()), q, 2)
+    assert rows.tolist() == [[0, 1]]
+    np.testing.assert_allclose(scores, [[0.8, 0.6]], atol=1e-6)
+
+
+def test_k_larger_than_the_pool_returns_the_whole_pool() -> None:
+    pool = unit(np.random.default_rng(0).standard_normal((5, 8)))
+    scores, rows = search(build_index(pool, IndexSpec()), pool[:2], 16)
+    assert rows.shape == (2, 5)
+    assert sorted(rows[0].tolist()) == [0, 1, 2, 3, 4]
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_ties_are_broken_by_pool_row() -> None:
+    s, r = canonical_order(np.array([[0.5, 0.5, 0.9]], np.float32), np.array([[7, 3, 9]]))
+    assert r.tolist() == [[9, 3, 7]]
+    assert s.tolist() == [[pytest.approx(0.9), 0.5, 0.5]]
+
+
+def test_numpy_reference_agrees_with_faiss() -> None:
+    rng = np.random.default_rng(1)
+    pool, q = unit(rng.standard_normal((300, 16))), unit(rng.standard_normal((20, 16)))
+    _, a = search(build_index(pool, IndexSpec()), q, 10)
+    _, b = exact_topk(pool, q, 10)
+    assert recall_at_k(a, b) == 1.0
+
+
+@pytest.mark.parametrize("spec", [IndexSpec("ivf", nlist=16, nprobe=8), IndexSpec("hnsw", ef_search=64)])
+def test_approximate_indexes_have_high_recall(spec: IndexSpec) -> None:
+    rng = np.random.default_rng(2)
+    centers = rng.standard_normal((16, 32))
+    pool = unit(centers[rng.integers(0, 16, 2000)] + 0.3 * rng.standard_normal((2000, 32)))
+    q = unit(centers[rng.integers(0, 16, 50)] + 0.3 * rng.standard_normal((50, 32)))
+    _, approx = search(build_index(pool, spec), q, 10, pool)
+    _, exact = exact_topk(pool, q, 10)
+    assert approx.shape == (50, 10)
+    assert recall_at_k(approx, exact) > 0.8
+
+
+def test_unknown_index_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown --index"):
+        IndexSpec("annoy")
