@@ -1,0 +1,70 @@
+"""The openai engine against a real HTTP server on loopback that can fail on demand."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from sonify_toolkit.models.vlm_openai import OpenAIVLM
+
+from .conftest import COLORS, FakeServer
+
+RED = Image.new("RGB", (16, 16), COLORS["red"])
+
+
+def engine(server: FakeServer, **kw: object) -> OpenAIVLM:
+    opts = {"concurrency": 4, "timeout": 5.0, "max_retries": 3, "backoff": 0.01, "max_new_tokens": 64} | kw
+    return OpenAIVLM("served/model-7b", base_url=server.url, api_key="sk-test-secret", **opts)  # type: ignore[arg-type]
+
+
+def test_wire_format_key_and_order(openai_server: FakeServer) -> None:
+    e = engine(openai_server)
+    images = [Image.new("RGB", (16, 16), COLORS[c]) for c in ("red", "green", "blue", "red", "green")]
+    out = e.generate(images, "list the sounds")
+    e.close()
+    assert [g.error for g in out] == [None] * 5
+    assert '"Dog"' in out[0].text and '"sounds": []' in out[1].text and "logo" in out[2].text
+    assert out[3].text == out[0].text and out[0].tokens > 0
+    body = openai_server.requests[0]
+    assert body["model"] == "served/model-7b" and body["temperature"] == 0.0 and body["max_tokens"] == 64
+    assert body["messages"][0]["content"][1] == {"type": "text", "text": "list the sounds"}
+    assert all(h["Authorization"] == "Bearer sk-test-secret" for h in openai_server.headers)
+    assert openai_server.max_in_flight <= 4
+    assert "sk-test-secret" not in repr(e)
+
+
+def test_retries_500_429_and_malformed_bodies(openai_server: FakeServer) -> None:
+    openai_server.script = ["500", "429", "bad", "ok"]
+    e = engine(openai_server, concurrency=1)
+    (g,) = e.generate([RED], "p")
+    assert g.error is None and "dog" in g.text.lower()
+    assert openai_server.count() == 4 and e.retries == 3
+
+
+def test_gives_up_after_max_retries(openai_server: FakeServer) -> None:
+    openai_server.script = ["500"] * 10
+    e = engine(openai_server, concurrency=1, max_retries=2)
+    (g,) = e.generate([RED], "p")
+    assert g.text is None and "HTTP 500" in g.error and "3 attempts" in g.error
+    assert openai_server.count() == 3
+    assert "sk-test-secret" not in g.error
+
+
+def test_slow_server_times_out_then_recovers(openai_server: FakeServer) -> None:
+    openai_server.script = ["slow"]
+    openai_server.slow_seconds = 1.5
+    e = engine(openai_server, concurrency=1, timeout=0.3, max_retries=1)
+    (g,) = e.generate([RED], "p")
+    assert g.error is None and openai_server.count() == 2
+
+
+def test_unreachable_server_is_an_error_not_a_crash() -> None:
+    e = OpenAIVLM("m", base_url="http://127.0.0.1:9/v1", concurrency=2, timeout=0.5, max_retries=1, backoff=0.01)
+    out = e.generate([RED, RED], "p")
+    assert all(g.text is None and "connection failed" in g.error for g in out)
+
+
+def test_sampled_retry_sends_temperature_and_seed(openai_server: FakeServer) -> None:
+    e = engine(openai_server)
+    e.generate([RED, RED], "p", sample_seed=7)
+    seeds = sorted(b["seed"] for b in openai_server.requests)
+    assert seeds == [7, 8] and all(b["temperature"] > 0 for b in openai_server.requests)
