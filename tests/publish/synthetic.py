@@ -193,7 +193,8 @@ def make_workdir(
     # --- rendered audio -----------------------------------------------------------------------
     if with_render and not partial:
         render = StageDir(w / "render")
-        render.prepare("render", {"format": "flac", "verify": True, "plan": "x"}, 1)
+        rparams = {"pairs": str(w / "pairs"), "sources": COLLECTIONS, "format": "flac", "verify": True, "plan": "x"}
+        render.prepare("render", rparams, 1)
         index = []
         t = np.arange(16_000 * 5) / 16_000
         for k, row in enumerate(pair_rows):
