@@ -6,6 +6,7 @@ the pipeline's plumbing is real, its pairings mean nothing), and the tests load 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -99,8 +100,11 @@ VLM_CORPUS = [
 ] * 30
 
 
-def build_tiny_llava(out_dir: Path, seed: int = 0) -> Path:
-    """A tiny random LLaVA (CLIP vision tower + Llama LM) with its own BPE tokenizer and chat template."""
+def build_tiny_llava(out_dir: Path, seed: int = 0, corpus: Sequence[str] = ()) -> Path:
+    """A tiny random LLaVA (CLIP vision tower + Llama LM) with its own BPE tokenizer and chat template.
+
+    `corpus` adds texts the tokenizer should encode compactly (e.g. the extraction prompt).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         CLIPVisionConfig,
@@ -117,11 +121,11 @@ def build_tiny_llava(out_dir: Path, seed: int = 0) -> Path:
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
+        vocab_size=1000,
         special_tokens=["<unk>", "<s>", "</s>", "<pad>", "<image>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    bpe.train_from_iterator(VLM_CORPUS, trainer)
+    bpe.train_from_iterator([*VLM_CORPUS, *corpus], trainer)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token="<s>",
@@ -168,3 +172,40 @@ def build_tiny_llava(out_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def teach_fixed_answer(model_dir: Path, prompt: str, answer: str, steps: int = 200, seed: int = 0) -> int:
+    """Teach a tiny VLM to give `answer` to `prompt` whatever the image (teacher forcing, a few seconds on CPU).
+
+    A random model's output is noise, so the stages after extraction would get nothing to work on.
+    The smoke run needs concepts to flow through retrieval, mixing and publishing; what it does with
+    them is meaningless by construction, and every output says so.
+    """
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    torch.manual_seed(seed)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    context = processor.apply_chat_template(messages, add_generation_prompt=True)
+    eos = processor.tokenizer.eos_token
+    colours = [(200, 30, 30), (40, 40, 200), (240, 240, 240)]
+    images = [Image.new("RGB", (48 + 8 * i, 40), c) for i, c in enumerate(colours)]
+    batch = processor(images=images, text=[context + answer + eos] * len(images), return_tensors="pt", padding=True)
+    prefix = processor(images=images[:1], text=[context], return_tensors="pt")["input_ids"].shape[1]
+    labels = batch["input_ids"].clone()
+    labels[:, :prefix] = -100
+    labels[batch["attention_mask"] == 0] = -100
+    optimiser = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0)
+    model.train()
+    for step in range(1, steps + 1):
+        loss = model(**batch, labels=labels).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if loss.item() < 0.01:  # greedy decoding now reproduces the answer token for token
+            break
+    model.eval()
+    model.save_pretrained(model_dir)
+    return step
