@@ -46,6 +46,7 @@ from ..shards import StageDir
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
 
 MANIFEST_SUFFIXES = (".parquet", ".csv")
+DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 
 
 def concepts_dir(workdir: Path, vlm: str) -> Path:
@@ -137,6 +138,8 @@ class ExtractStage(Stage):
             raise ValueError(f"unknown engine '{self.engine}' (choose: transformers, openai)")
         if self.engine == "openai" and not self.base_url:
             raise ValueError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown --dtype '{self.dtype}' (choose: {', '.join(DTYPES)})")
         if self.max_concepts < 1:
             raise ValueError("--max-concepts must be at least 1")
         self.non_sonic_keywords = tuple(self.non_sonic_keywords)

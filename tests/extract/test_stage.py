@@ -28,7 +28,13 @@ def concepts(workdir: Path, vlm: str):
 def test_tiny_llava_end_to_end(tiny_llava: Path, awkward_images: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     root, expected = awkward_images
     stage = ExtractStage(
-        vlm=str(tiny_llava), inputs=[str(root)], device="cpu", batch_size=3, max_new_tokens=12, images_per_shard=5
+        vlm=str(tiny_llava),
+        inputs=[str(root)],
+        device="cpu",
+        batch_size=3,
+        max_new_tokens=8,
+        images_per_shard=5,
+        prompt="List at most {max_concepts} sounds as JSON.",  # short: the tiny model's cost is the prompt
     )
     summary = run(stage, tmp_path)
     assert summary.finalized and summary.shards_total == 3

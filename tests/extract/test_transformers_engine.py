@@ -1,0 +1,47 @@
+"""The transformers engine on a tiny random LLaVA loaded by path (its answers are noise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sonify_toolkit.models.vlm import TransformersVLM, make_engine
+
+PROMPT = "List the sounds."
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_llava: Path) -> TransformersVLM:
+    e = make_engine("transformers", str(tiny_llava), device="cpu", dtype="auto", batch_size=4, max_new_tokens=6)
+    assert isinstance(e, TransformersVLM)
+    return e
+
+
+def test_batched_greedy_equals_one_by_one(engine: TransformersVLM) -> None:
+    images = [
+        Image.new("RGB", size, color)
+        for size, color in [((64, 48), (200, 0, 0)), ((1, 1), (0, 0, 0)), ((300, 20), (0, 0, 255))]
+    ]
+    batched = engine.generate(images, PROMPT)
+    single = [engine.generate([img], PROMPT)[0] for img in images]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert all(g.error is None and isinstance(g.text, str) and 0 < g.tokens <= 6 for g in batched)
+    assert engine.model.dtype.is_floating_point and engine.device == "cpu"
+
+
+def test_sampling_is_seeded(engine: TransformersVLM) -> None:
+    img = [Image.new("RGB", (40, 40), (10, 200, 10))]
+    assert engine.generate(img, PROMPT, sample_seed=3)[0].text == engine.generate(img, PROMPT, sample_seed=3)[0].text
+
+
+def test_model_errors_become_generation_errors(engine: TransformersVLM) -> None:
+    bad = Image.new("RGB", (0, 0))  # the processor cannot resize it: one error, the other image still answered
+    out = engine.generate([Image.new("RGB", (8, 8)), bad], PROMPT)
+    assert out[0].error is None and out[1].text is None and out[1].error
+
+
+def test_not_a_vlm_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises((OSError, ValueError)):
+        TransformersVLM(str(tmp_path), device="cpu")
