@@ -199,7 +199,9 @@ def teach_fixed_answer(model_dir: Path, prompt: str, answer: str, steps: int = 2
     labels[batch["attention_mask"] == 0] = -100
     optimiser = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0)
     model.train()
-    for step in range(1, steps + 1):
+    step = 0
+    while step < steps:
+        step += 1
         loss = model(**batch, labels=labels).loss
         optimiser.zero_grad()
         loss.backward()
