@@ -1,0 +1,93 @@
+"""`sonify retrieve`: CLAP text->audio retrieval per sounding concept (Algorithm 1) -> the pairs table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..settings import CLAP_BATCH_SIZE, DEFAULT_WORKDIR, LUFS_MAX, LUFS_MIN, SEED, TOP_K
+from ..shards import StageDir
+from ..stages.retrieve import RetrievePairsStage, RetrieveSearchStage, pool_clap
+from ..vector_index import IndexSpec
+from .common import (
+    ExecutorOpt,
+    NumShards,
+    Overwrite,
+    Quiet,
+    RayAddress,
+    ShardIndex,
+    Workdir,
+    Workers,
+    one_line_errors,
+    run_and_report,
+)
+
+
+@one_line_errors("retrieve")
+def retrieve(
+    workdir: Workdir = Path(DEFAULT_WORKDIR),
+    clap: Annotated[
+        str | None, typer.Option("--clap", help="CLAP checkpoint; must be the pool's (default: the pool's).")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Pool matches per concept (k of Algorithm 1).")] = TOP_K,
+    concept_text: Annotated[
+        str, typer.Option("--concept-text", help="What CLAP reads: description, name or both ('name: description').")
+    ] = "description",
+    seed: Annotated[int, typer.Option("--seed", help="Global seed of the draws and target loudness.")] = SEED,
+    lufs_min: Annotated[float, typer.Option("--lufs-min", help="Lowest target loudness per source.")] = LUFS_MIN,
+    lufs_max: Annotated[float, typer.Option("--lufs-max", help="Highest target loudness per source.")] = LUFS_MAX,
+    max_reuse: Annotated[
+        int | None,
+        typer.Option("--max-reuse", min=1, help="Use a clip at most N times, moving on to the next candidate (off)."),
+    ] = None,
+    index: Annotated[
+        str, typer.Option("--index", help="exact (default), or ivf / hnsw for very large pools (recall printed).")
+    ] = "exact",
+    nlist: Annotated[int | None, typer.Option("--nlist", min=1, help="IVF cells (default 4*sqrt(pool)).")] = None,
+    nprobe: Annotated[int, typer.Option("--nprobe", min=1, help="IVF cells visited per query.")] = 32,
+    ef_search: Annotated[int, typer.Option("--ef-search", min=1, help="HNSW search breadth.")] = 128,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (auto: cuda when present).")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="CLAP text batch size.")] = CLAP_BATCH_SIZE,
+    workers: Workers = 1,
+    num_shards: NumShards = None,
+    shard_index: ShardIndex = None,
+    overwrite: Overwrite = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
+    quiet: Quiet = False,
+) -> None:
+    """Pick one pool segment per sounding concept (SSR, top-k threshold, random draw) and write the pairs table."""
+    search = RetrieveSearchStage(
+        workdir=str(workdir),
+        clap=pool_clap(workdir, clap),
+        top_k=top_k,
+        concept_text=concept_text,
+        index=IndexSpec(index, nlist=nlist, nprobe=nprobe, ef_search=ef_search),
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+    )
+    pairs = RetrievePairsStage(
+        workdir=str(workdir), search=search, seed=seed, lufs_min=lufs_min, lufs_max=lufs_max, max_reuse=max_reuse
+    )
+    common = dict(
+        workers=workers,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        overwrite=overwrite,
+        executor=executor,
+        ray_address=ray_address,
+        quiet=quiet,
+    )
+    run_and_report(search, workdir, **common)
+    if not StageDir(search.output_dir(workdir)).all_complete():
+        Console().print(
+            "[yellow]note:[/] the search shards of other machines are not complete yet; "
+            "rerun `sonify retrieve` with the same options once they are, to draw the pairs"
+        )
+        return
+    run_and_report(pairs, workdir, **common)
