@@ -53,6 +53,15 @@ class ClapIdentity:
         return {"model": self.model, "revision": self.revision, "dim": self.dim}
 
 
+def _pad_rows(t: Any, rows: int) -> Any:
+    """Append zero rows to a batch tensor up to `rows` (a no-op when already that long)."""
+    import torch
+
+    if t.shape[0] >= rows:
+        return t
+    return torch.cat([t, t.new_zeros((rows - t.shape[0], *t.shape[1:]))])
+
+
 class ClapEncoder:
     def __init__(
         self,
@@ -84,21 +93,29 @@ class ClapEncoder:
         return emb.cpu().numpy().astype(np.float32)
 
     def embed_audio(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """48 kHz mono float clips -> (n, dim) unit vectors."""
+        """48 kHz mono float clips -> (n, dim) unit vectors.
+
+        Every forward pass sees exactly `batch_size` clips (the last batch's features are topped up
+        with zeros and the extra rows dropped): kernels pick their blocking from the input shape, so
+        a clip's vector would otherwise change in the last bits with how many clips share its shard.
+        """
         import torch
 
         out = []
         for i in range(0, len(clips), self.batch_size):
             batch = [np.asarray(c, dtype=np.float32) for c in clips[i : i + self.batch_size]]
+            real = len(batch)
             inputs = self.processor.feature_extractor(
                 batch, sampling_rate=CLAP_SAMPLE_RATE, truncation=self.truncation, return_tensors="pt"
             )
             inputs = {
-                k: v.to(self.device, dtype=self.model.dtype) if v.is_floating_point() else v.to(self.device)
+                k: _pad_rows(v, self.batch_size).to(self.device, dtype=self.model.dtype)
+                if v.is_floating_point()
+                else _pad_rows(v, self.batch_size).to(self.device)
                 for k, v in inputs.items()
             }
             with torch.inference_mode():
-                out.append(self._features(self.model.get_audio_features(**inputs)))
+                out.append(self._features(self.model.get_audio_features(**inputs))[:real])
         return np.concatenate(out) if out else np.zeros((0, self.identity.dim), np.float32)
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:

@@ -25,7 +25,19 @@ from tests.pool.corpus import BAD
 def embedded(corpus: Path, tiny_clap: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("embedded")
     result = sonify(
-        "pool", f"syn={corpus}", "--workdir", work, "--clap", tiny_clap, "--device", "cpu", "--shard-size", "5", "-q"
+        "pool",
+        f"syn={corpus}",
+        "--workdir",
+        work,
+        "--clap",
+        tiny_clap,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+        "--shard-size",
+        "5",
+        "-q",
     )
     assert "errors" in result.stdout and "embeddings" in result.stdout
     return work
@@ -137,3 +149,13 @@ def test_installed_entry_point(corpus: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "is not a folder" in bad.stderr
+
+
+def test_clap_vectors_do_not_depend_on_batch_company(tiny_clap: Path) -> None:
+    rng = np.random.default_rng(0)
+    clips = [0.1 * rng.standard_normal(int(CLAP_SAMPLE_RATE * SEGMENT_SECONDS)).astype(np.float32) for _ in range(5)]
+    encoder = ClapEncoder(str(tiny_clap), device="cpu", batch_size=4)
+    together = encoder.embed_audio(clips)
+    np.testing.assert_array_equal(encoder.embed_audio(clips[3:4]), together[3:4])
+    np.testing.assert_array_equal(encoder.embed_audio(clips[1:3]), together[1:3])
+    assert encoder.embed_audio([]).shape == (0, 16)
