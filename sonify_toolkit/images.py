@@ -294,8 +294,9 @@ def decode_image(payload: Payload, max_side: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = payload if isinstance(payload, Image.Image) else Image.open(io.BytesIO(payload))
-            if max_side and img.format == "JPEG":
-                img.draft("RGB", (max_side, max_side))  # decode huge JPEGs at a reduced scale: fast, small
+            if max_side and img.format == "JPEG" and max(img.size) > max_side:
+                scale = max_side / max(img.size)  # decode at a reduced DCT scale, never below the target size
+                img.draft("RGB", (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
             img.load()
             img = ImageOps.exif_transpose(img) or img
             img = to_rgb(img)

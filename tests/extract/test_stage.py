@@ -145,3 +145,36 @@ def test_vlm_slugs() -> None:
 def test_openai_without_url_is_refused() -> None:
     with pytest.raises(ValueError, match="base-url"):
         ExtractStage(engine="openai", inputs=["x"])
+
+
+def test_tar_and_hf_dataset_inputs_through_the_stage(openai_server: FakeServer, tmp_path: Path) -> None:
+    import datasets
+    from PIL import Image
+
+    from .conftest import COLORS
+    from .test_images import make_sa1b_tar
+
+    tar = make_sa1b_tar(tmp_path / "sa_000000.tar", [223750, 7])
+    ds = datasets.Dataset.from_dict(
+        {"key": ["k-red", "k-blue"], "img": [Image.new("RGB", (20, 20), COLORS[c]) for c in ("red", "blue")]},
+        features=datasets.Features({"key": datasets.Value("string"), "img": datasets.Image()}),
+    )
+    ds.save_to_disk(str(tmp_path / "hf"))
+    stage = openai_stage(
+        openai_server, [str(tar)], hf_dataset=str(tmp_path / "hf"), image_column="img", id_column="key"
+    )
+    run(stage, tmp_path / "w")
+    rows = {r["image_id"]: r for r in concepts(tmp_path / "w", "served/vlm").to_pylist()}
+    assert sorted(rows) == ["k-blue", "k-red", "sa_223750", "sa_7"]
+    assert rows["sa_7"]["image_path"] == f"{tar}::sa_7.jpg"
+    assert rows["k-red"]["image_path"] == f"hf://{tmp_path / 'hf'}/train#0" and rows["k-red"]["keep"]
+    assert rows["k-blue"]["drop_reason"] == "non_sonic:logo"
+
+
+def test_process_pool_matches_inline(openai_server: FakeServer, tmp_path: Path) -> None:
+    from sonify_toolkit.executors import local_executor
+
+    pics = color_images(tmp_path / "pics", ["red_1", "blue_1", "green_1", "red_2", "blue_2"])
+    run(openai_stage(openai_server, [str(pics)], images_per_shard=2), tmp_path / "a")
+    run(openai_stage(openai_server, [str(pics)], images_per_shard=2), tmp_path / "b", executor=local_executor(2))
+    assert concepts(tmp_path / "a", "served/vlm").equals(concepts(tmp_path / "b", "served/vlm"))
