@@ -43,6 +43,7 @@ def images_from_audio(
     generator = torch.Generator(device="cpu").manual_seed(seed)
     out = pipe(
         prompt=None,
+        negative_prompt=None,
         prompt_embeds=audio,
         prompt_attention_mask=mask,
         negative_prompt_embeds=null,

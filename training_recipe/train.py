@@ -174,8 +174,9 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     model.train()
     while step < cfg.max_steps:
-        sampler.set_epoch(epoch)
+        # accelerate's loader re-seeds the sampler with its own epoch counter on every pass: set it
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        batches.set_epoch(epoch)
         seen = 0
         for batch in batches:
             seen += 1
