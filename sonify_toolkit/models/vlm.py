@@ -75,10 +75,16 @@ class TransformersVLM:
         self.model.to(self.device).eval()
         tok = getattr(self.processor, "tokenizer", self.processor)
         tok.padding_side = "left"  # decoder-only batched generation continues from the right edge
+        if tok.pad_token_id is None and tok.eos_token_id is not None:
+            tok.pad_token = tok.eos_token
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.revision = revision or getattr(self.model.config, "_commit_hash", None)
+        try:  # fail at setup, not once per image, when the checkpoint has no usable chat template
+            self._prompt_text("test")
+        except Exception as exc:
+            raise ValueError(f"{model}: its processor cannot build a chat prompt with an image ({exc})") from exc
 
     def _prompt_text(self, prompt: str) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]

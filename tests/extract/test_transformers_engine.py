@@ -45,3 +45,21 @@ def test_model_errors_become_generation_errors(engine: TransformersVLM) -> None:
 def test_not_a_vlm_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises((OSError, ValueError)):
         TransformersVLM(str(tmp_path), device="cpu")
+
+
+def test_checkpoint_without_chat_template_fails_at_setup(tiny_llava: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    copy = tmp_path / "no_template"
+    shutil.copytree(tiny_llava, copy)
+    for f in copy.glob("*chat_template*"):
+        f.unlink()
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        p = copy / name
+        if p.exists():
+            cfg = json.loads(p.read_text())
+            cfg.pop("chat_template", None)
+            p.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="chat prompt"):
+        TransformersVLM(str(copy), device="cpu")
