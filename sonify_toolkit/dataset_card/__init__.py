@@ -126,10 +126,13 @@ def render_license(run: RunData, stats: dict[str, Any]) -> str:
 
 
 def _pool_params(pool_manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """pool/manifest.json entries shown like stage manifests (the CLAP identity, segment parameters)."""
+    """pool/manifest.json entries shown like stage manifests (the CLAP identity, segment parameters).
+
+    Local root folders are left out: they describe the publisher's machine, not the data.
+    """
     out = {}
     for key, value in sorted(pool_manifest.items()):
         if isinstance(value, dict):
-            params = {k: v for k, v in value.items() if k != "params"} | value.get("params", {})
+            params = {k: v for k, v in value.items() if k not in ("params", "roots")} | value.get("params", {})
             out[f"pool/manifest.json:{key}"] = {"params": params}
     return out

@@ -175,7 +175,7 @@ def build_release(
         out / RELEASE_MANIFEST,
         {
             "stages": run.stages,
-            "pool_manifest": run.pool_manifest,
+            "pool_manifest": public_pool_manifest(run.pool_manifest),
             "errors": run.errors,
             "stats": stats,
             "rows": run.pairs.num_rows,
@@ -189,6 +189,15 @@ def build_release(
         smoke_run=smoke,
         files=upload_plan(out),
     )
+
+
+def public_pool_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The pool manifest without local root folders (they describe the publisher's machine)."""
+    return {k: _without(v, "roots") if isinstance(v, dict) else v for k, v in manifest.items()}
+
+
+def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != key}
 
 
 def _features_yaml(features: datasets.Features) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from sonify_toolkit.stats import RELEASE_MANIFEST
 from tests.publish.synthetic import make_workdir, pairs_table
 
 
-def test_load_dataset_round_trip_equals_pairs(workdir: Path, release: ReleaseSummary) -> None:
-    ds = datasets.load_dataset(str(release.folder), split="train")
+def test_load_dataset_round_trip_equals_pairs(workdir: Path, release: ReleaseSummary, tmp_path: Path) -> None:
+    ds = datasets.load_dataset(str(release.folder), split="train", cache_dir=str(tmp_path))  # no stale global cache
     assert ds.features == schema.pairs_features()
     expected = pairs_table(workdir).to_pylist()
     assert len(expected) == 22
@@ -30,8 +30,8 @@ def test_load_dataset_round_trip_equals_pairs(workdir: Path, release: ReleaseSum
     assert got == expected
 
 
-def test_rendered_config_holds_the_flac_mixes(workdir: Path, release: ReleaseSummary) -> None:
-    ds = datasets.load_dataset(str(release.folder), "rendered_audio", split="train")
+def test_rendered_config_holds_the_flac_mixes(workdir: Path, release: ReleaseSummary, tmp_path: Path) -> None:
+    ds = datasets.load_dataset(str(release.folder), "rendered_audio", split="train", cache_dir=str(tmp_path))
     ds = ds.cast_column("audio", datasets.Audio(decode=False))  # decoding needs torchcodec; bytes are ours
     assert release.rendered_rows == len(ds) == 21  # one pair failed to render: not published
     row = ds[0]
@@ -116,3 +116,16 @@ def test_republish_is_byte_identical(workdir: Path, release: ReleaseSummary, tmp
     other = build_release(workdir, tmp_path / "rel", repo_id="sonify-test/pairs", rendered=workdir / "render")
     for path, _ in again.files:
         assert (release.folder / path).read_bytes() == (other.folder / path).read_bytes(), path
+
+
+def test_push_offline_fails_in_one_line_after_building(workdir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rel"
+    result = CliRunner().invoke(app, ["publish", "--workdir", str(workdir), "--out", str(out), "--push-to-hub", "o/x"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith("sonify publish: error:")
+    assert (out / "README.md").is_file()  # the folder is there to upload later (or to inspect)
+
+
+def test_card_leaks_no_local_roots(release: ReleaseSummary) -> None:
+    text = (release.folder / "README.md").read_text() + (release.folder / RELEASE_MANIFEST).read_text()
+    assert "/data/fsd50k" not in text
