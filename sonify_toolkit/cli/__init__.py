@@ -1,10 +1,10 @@
-"""The `sonify` command: one thin Typer command per stage, registered here (logic lives in stages/)."""
+"""The `sonify` command: one thin Typer command per stage, registered here in pipeline order."""
 
 from __future__ import annotations
 
 import typer
 
-from . import pool
+from . import demo, extract, pool, publish, render, report, retrieve, status
 
 app = typer.Typer(
     name="sonify",
@@ -21,6 +21,13 @@ def _root() -> None:
 
 
 app.command("pool")(pool.pool)
+app.command("extract")(extract.extract)
+app.command("retrieve")(retrieve.retrieve)
+app.command("render")(render.render)
+app.command("publish")(publish.publish)
+app.command("report")(report.report)
+app.command("status")(status.status)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -1,0 +1,31 @@
+"""`sonify demo`: the whole pipeline on the bundled sample (the README's main command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..demo import DEMO_CLAP, DEMO_VLM
+from .common import Overwrite, Workers, one_line_errors
+
+
+@one_line_errors("demo")
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where the demo's inputs and outputs go.")] = Path(
+        "sonify-demo"
+    ),
+    vlm: Annotated[str, typer.Option("--vlm", help="Vision-language model (Hub id or path).")] = DEMO_VLM,
+    clap: Annotated[str, typer.Option("--clap", help="CLAP checkpoint (Hub id or path).")] = DEMO_CLAP,
+    tiny: Annotated[
+        bool, typer.Option("--tiny", help="Skip the Hub: tiny random models, a smoke run whose pairings mean nothing.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda ... (auto: cuda when present).")] = "auto",
+    workers: Workers = 1,
+    overwrite: Overwrite = False,
+) -> None:
+    """Run pool -> extract -> retrieve -> render -> publish -> report on a dozen images and a few dozen sounds."""
+    from ..demo.run import run_demo  # the whole pipeline's imports, only when the demo runs
+
+    run_demo(workdir, vlm=vlm, clap=clap, tiny=tiny, device=device, workers=workers, overwrite=overwrite)
