@@ -15,7 +15,7 @@ import pytest
 from tests.publish.synthetic import COLLECTIONS, make_workdir
 
 CHROMIUM = Path("/usr/bin/chromium")
-INSTALL = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+INSTALL = ["apt-get", "install", "-y", "chromium"]
 REPO = Path(__file__).resolve().parents[2]
 
 
