@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from sonify_toolkit import audio, schema
+from sonify_toolkit.fileio import sha256_file
 from sonify_toolkit.shards import StageDir, atomic_write_json
 
 CONCEPT_NAMES = ["dog", "rain", "car engine", "footsteps", "siren", "birds", "wind"]
@@ -39,7 +40,8 @@ def make_workdir(
     partial: bool = False,
     with_render: bool = True,
 ) -> Path:
-    """Write a work directory under `root/work` (images under `root/images`); returns the workdir.
+    """Write a work directory under `root/work` (images under `root/images`, recordings under
+    `root/sounds/<collection>`); returns the workdir.
 
     `partial`: the second pairs shard and the second VLM's last shard are missing (a run cut short).
     """
@@ -49,8 +51,13 @@ def make_workdir(
 
     # --- pool -------------------------------------------------------------------------------
     seg_rows = []
+    t10 = np.arange(16_000 * 10) / 16_000
     for c, coll in enumerate(COLLECTIONS):
         for i in range(10):
+            wav = root / "sounds" / coll / "clips" / f"c{i}.wav"  # real files: previews render from them
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            wav.write_bytes(audio.encode((0.2 * np.sin(2 * np.pi * (300 + 50 * i + c) * t10)).astype(np.float32),
+                                         fmt="wav"))  # fmt: skip
             seg_rows.append(
                 {
                     "clip_id": f"{coll}/clips/c{i}.wav#{i % 2}",
@@ -58,7 +65,7 @@ def make_workdir(
                     "path": f"clips/c{i}.wav",
                     "segment": i % 2,
                     "num_frames": 80_000,
-                    "source_sha256": f"{c}{i:063d}",
+                    "source_sha256": sha256_file(wav),
                     "lufs": float(-30 + rng.uniform(-5, 5)),
                     "peak": 0.5,
                     "labels": [CONCEPT_NAMES[i % len(CONCEPT_NAMES)]],
