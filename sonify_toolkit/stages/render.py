@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +108,15 @@ class FileCache:
     entries: OrderedDict[str, CachedFile] = field(default_factory=OrderedDict)
     size: int = 0
     stats: Counter[str] = field(default_factory=Counter)
+    paths: dict[tuple[str, str], Path] = field(default_factory=dict)  # checked (root, relpath) -> file
+
+    def resolve(self, roots: Roots, source_row: Mapping[str, Any]) -> Path:
+        """`resolve_source`, remembered: resolving a path costs more than mixing its window."""
+        key = (str(roots.get(source_row.get("source"), "")), str(source_row.get("path")))
+        path = self.paths.get(key)
+        if path is None:
+            path = self.paths[key] = resolve_source(roots, source_row)
+        return path
 
     def get(self, path: Path) -> CachedFile:
         key = str(path)
@@ -181,8 +192,12 @@ def load_window(
 ) -> np.ndarray:
     """The row's raw 5-s window of its standardised file (zero-padded like the pool's last segment)."""
     _check_row(source_row)
-    path = resolve_source(roots, source_row)
-    entry = cache.get(path) if cache is not None else load_file(path)
+    if cache is None:
+        path = resolve_source(roots, source_row)
+        entry = load_file(path)
+    else:
+        path = cache.resolve(roots, source_row)
+        entry = cache.get(path)
     if entry.error is not None and entry.error[0] != "undecodable_audio":
         raise SourceError(*entry.error)
     if verify and entry.sha256 != source_row.get("source_sha256"):
@@ -266,6 +281,18 @@ def audio_relpath(pair_id: str, fmt: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", pair_id).strip("._")[:80] or "pair"
     digest = hashlib.sha256(pair_id.encode()).hexdigest()[:12]
     return f"audio/{digest[:2]}/{slug}-{digest}.{fmt}"
+
+
+def write_audio_file(path: Path, blob: bytes) -> None:
+    """The one kind of file a stage writes itself (the product is audio, not a table).
+
+    Temporary name + rename, like the shard tables (no fsync per file: it doubled the cost of a
+    mix); the shard's stats marker still comes after every file, so a killed shard is redone.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
 
 
 def hf_features() -> Any:
@@ -397,9 +424,7 @@ class RenderStage(Stage):
                 else:
                     path = audio_relpath(pid, self.format)
                     with timer("write"):
-                        # the one file a stage writes itself: the product is audio, not a table;
-                        # the shard's stats marker still comes last, so a killed shard is redone
-                        atomic_write_bytes(Path(self.out) / path, blob)
+                        write_audio_file(Path(self.out) / path, blob)
                 index[i] = {"pair_id": pid, "path": path, "status": "ok", **facts}
                 counts["rendered"] += 1
                 counts["mixes_scaled"] += info["mix_gain_db"] < 0
