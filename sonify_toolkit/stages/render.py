@@ -402,6 +402,8 @@ class RenderStage(Stage):
             if shard.items[i][3]:
                 errors.add(pid, "duplicate_pair_id", f"pair {pid!r} appears more than once; rendered once")
                 index[i] = {"pair_id": pid, "status": "duplicate_pair_id", "error": "duplicate pair id"}
+                if on_item:
+                    on_item(1)
                 continue
             try:
                 with timer("render"):

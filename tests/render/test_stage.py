@@ -139,6 +139,10 @@ def test_hf_format_loads_with_datasets_offline(good_pairs, roots, tmp_path):
         assert row["audio"]["bytes"] == flac_file  # the same FLAC bytes as the file format
         assert row["lufs"] == pytest.approx(index[row["pair_id"]]["lufs"])
     assert not (out / "audio").exists()
+    again = tmp_path / "hf2"
+    _run(folder, roots, again, format="hf", pairs_per_shard=4)
+    assert read_dir_bytes(out, "data/*.parquet") == read_dir_bytes(again, "data/*.parquet")
+    assert (out / "README.md").read_bytes() == (again / "README.md").read_bytes()
 
 
 def test_release_folder_and_dataset_inputs(good_pairs, roots, tmp_path):
