@@ -122,3 +122,25 @@ def features(tmp_path_factory: pytest.TempPathFactory, release: dict[str, Path],
     )
     summary = run_stage(stage, out, show_progress=False)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny.clip import build_tiny_wav2clip
+
+    return build_tiny_wav2clip(tmp_path_factory.mktemp("tiny_wav2clip"))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, features, tiny_pixart: Path) -> Path:
+    """A tiny trained checkpoint (a few steps) for generate."""
+    from training_recipe.config import TrainConfig
+    from training_recipe.train import train
+
+    out, _ = features
+    tiny = Path(__file__).parents[2] / "training_recipe" / "configs" / "tiny.yaml"
+    run = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig.from_yaml(tiny, features=str(out), base_model=str(tiny_pixart), output_dir=str(run), max_steps=3)
+    result = train(cfg)
+    assert result.last_checkpoint is not None
+    return result.last_checkpoint

@@ -1,0 +1,99 @@
+"""evaluate: Fréchet distance against closed forms; AIS (three forms) and IIS on tiny CLIP/Wav2CLIP."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from sonify_toolkit import audio as au
+from tests.training.conftest import tone
+from training_recipe.evaluate import (
+    ClipImages,
+    Wav2ClipAudio,
+    evaluate,
+    evaluate_triples,
+    fid,
+    frechet_distance,
+    paired_cosine,
+    win_rate,
+    zscore_cosine,
+)
+
+
+def test_frechet_distance_is_zero_for_identical_features() -> None:
+    f = np.random.default_rng(0).standard_normal((200, 8))
+    assert fid(f, f) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_matches_closed_form() -> None:
+    rng = np.random.default_rng(1)
+    mu1, mu2 = rng.standard_normal(4), rng.standard_normal(4)
+    s1, s2 = np.array([1.0, 2.0, 0.5, 3.0]), np.array([0.25, 1.0, 2.0, 3.0])
+    # diagonal covariances: ||mu1 - mu2||^2 + sum(s1 + s2 - 2 sqrt(s1 s2))
+    closed = np.sum((mu1 - mu2) ** 2) + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))
+    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(closed, rel=1e-9)
+    # a shared rotation leaves the distance unchanged (non-diagonal covariances)
+    q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    rot = frechet_distance(q @ mu1, q @ np.diag(s1) @ q.T, q @ mu2, q @ np.diag(s2) @ q.T)
+    assert rot == pytest.approx(closed, rel=1e-6)
+    # and estimated from samples of the two Gaussians
+    a = mu1 + rng.standard_normal((40_000, 4)) * np.sqrt(s1)
+    b = mu2 + rng.standard_normal((40_000, 4)) * np.sqrt(s2)
+    assert fid(a, b) == pytest.approx(closed, rel=0.05)
+
+
+def test_ais_forms_on_known_embeddings() -> None:
+    a = np.eye(4)
+    b = np.eye(4) + 0.1  # each row closest to its own partner
+    assert paired_cosine(a, b).shape == (4,)
+    np.testing.assert_allclose(win_rate(a, b), 1.0)
+    np.testing.assert_allclose(win_rate(a, b[::-1]), [1 / 3, 1 / 3, 1 / 3, 1 / 3])
+    assert (zscore_cosine(a, b) > 0).all() and (zscore_cosine(a, b[[1, 0, 3, 2]]) < 0).all()
+
+
+def _images(n: int, seed: int) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_ais_iis_fid_on_tiny_models(tiny_clip, tiny_wav2clip) -> None:
+    clip, w2c = ClipImages(str(tiny_clip), "cpu"), Wav2ClipAudio(str(tiny_wav2clip), "cpu")
+    audio = [tone(220.0 * (i + 1), 1.0, noise=0.05, seed=i) for i in range(4)]
+    refs, gens = _images(4, 0), _images(4, 1)
+    assert w2c.embed(audio).shape == (4, 16) and clip.embed(gens).shape == (4, 16)
+    m = evaluate_triples(audio, refs, gens, clip, w2c)
+    assert set(m) == {"count", "iis", "ais_cosine", "ais_win_rate", "ais_zscore", "ais_reference_cosine", "fid_clip"}
+    assert -1 <= m["iis"] <= 1 and -1 <= m["ais_cosine"] <= 1 and 0 <= m["ais_win_rate"] <= 1
+    assert m["fid_clip"] >= 0
+    same = evaluate_triples(audio, refs, refs, clip, None)
+    assert same["iis"] == pytest.approx(1.0, abs=1e-5) and same["fid_clip"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_evaluate_command_reads_benchmark_pairs(tiny_clip, tiny_wav2clip, tmp_path) -> None:
+    (tmp_path / "bench" / "images").mkdir(parents=True)
+    (tmp_path / "bench" / "audio").mkdir()
+    (tmp_path / "gen").mkdir()
+    rows = []
+    for i, (ref, gen) in enumerate(zip(_images(3, 0), _images(3, 1), strict=True)):
+        ref.save(tmp_path / "bench" / "images" / f"v{i}.jpg")
+        gen.save(tmp_path / "gen" / f"v{i}.png")
+        (tmp_path / "bench" / "audio" / f"v{i}.flac").write_bytes(au.encode(tone(300.0 * (i + 1), 1.0)))
+        rows.append({"id": f"v{i}", "image": f"images/v{i}.jpg", "audio": f"audio/v{i}.flac"})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bench" / "pairs.parquet")
+    out = tmp_path / "metrics.json"
+    evaluate(
+        pairs=tmp_path / "bench" / "pairs.parquet",
+        generated=tmp_path / "gen",
+        clip=str(tiny_clip),
+        wav2clip=str(tiny_wav2clip),
+        fid_features="clip",
+        device="cpu",
+        out=out,
+    )
+    metrics = json.loads(out.read_text())
+    assert metrics["count"] == 3 and {"iis", "ais_cosine", "ais_win_rate", "ais_zscore", "fid_clip"} <= set(metrics)

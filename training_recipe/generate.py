@@ -1,0 +1,203 @@
+"""generate: images from audio with a trained checkpoint, and the paper's ablations (section 4.5) as options.
+
+    python -m training_recipe.generate --checkpoint runs/pixart_512/checkpoints/step-0500000 \
+        --audio dog.wav sirens.wav --out grid.png [options]
+
+Rows of the output grid are audio conditions, columns are seeds; every row is labelled.
+
+- semantic mixing: several `--audio` files are summed in the time domain before AST, each scaled by
+  `--weights` (linear gains, default 1), after loudness-normalising every file to `--lufs`;
+- loudness interpolation: `--sweep-db -30 -20 -10 0` steps the first source's gain (dB) with the others fixed;
+- separated vs mixed: `--arrange mix` (summed) or `sequence` (played one after the other), `--solo` adds a
+  row per source alone;
+- acoustic space: `--reverb room.wav [church.wav ...]` convolves the condition with each impulse response
+  (one row each, beside the dry row), rescaled to the dry loudness so that only the space changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from sonify_toolkit import audio as au
+from sonify_toolkit.cli.common import CliError, one_line_errors
+from sonify_toolkit.settings import SAMPLE_RATE
+
+DEFAULT_LUFS = -23.0
+
+
+def arrange(waves: Sequence[np.ndarray], weights: Sequence[float], mode: str) -> np.ndarray:
+    """`mix`: weighted time-domain sum (peak-limited like the renderer); `sequence`: concatenated in order."""
+    if len(waves) != len(weights):
+        raise ValueError(f"{len(waves)} sources but {len(weights)} weights")
+    scaled = [np.asarray(w, np.float32) * np.float32(g) for w, g in zip(waves, weights, strict=True)]
+    if mode == "mix":
+        n = max(len(w) for w in scaled)
+        return au.mix([np.pad(w, (0, n - len(w))) for w in scaled])[0]
+    if mode == "sequence":
+        return np.concatenate(scaled).astype(np.float32)
+    raise ValueError(f"--arrange must be mix or sequence, not {mode!r}")
+
+
+def reverberate(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """Convolve with a room impulse response; keep the tail, match the dry signal's loudness."""
+    from scipy.signal import fftconvolve
+
+    wet = fftconvolve(x, ir / (np.max(np.abs(ir)) or 1.0)).astype(np.float32)
+    dry_lufs, wet_lufs = au.loudness(x), au.loudness(wet)
+    if np.isfinite(dry_lufs) and np.isfinite(wet_lufs):
+        wet = au.normalize_loudness(wet, wet_lufs, dry_lufs)
+    return au.mix([wet])[0]  # peak-limit
+
+
+def normalized(x: np.ndarray, lufs: float | None) -> np.ndarray:
+    measured = au.loudness(x)
+    return au.normalize_loudness(x, measured, lufs) if lufs is not None and np.isfinite(measured) else x
+
+
+@dataclass(frozen=True)
+class Condition:
+    label: str
+    wave: np.ndarray
+
+
+def conditions(
+    names: Sequence[str],
+    waves: Sequence[np.ndarray],
+    *,
+    weights: Sequence[float] | None = None,
+    arrange_mode: str = "mix",
+    sweep_db: Sequence[float] | None = None,
+    solo: bool = False,
+    reverbs: Sequence[tuple[str, np.ndarray]] = (),
+) -> list[Condition]:
+    """The grid's rows: solos, the arranged condition or a loudness sweep, each also through every IR."""
+    weights = list(weights) if weights else [1.0] * len(waves)
+    joiner = " + " if arrange_mode == "mix" else " -> "
+    rows: list[Condition] = []
+    if solo and len(waves) > 1:
+        rows += [Condition(n, w) for n, w in zip(names, waves, strict=True)]
+    if sweep_db:
+        for db in sweep_db:
+            g = [weights[0] * au.db_to_gain(db), *weights[1:]]
+            label = joiner.join([f"{names[0]} {db:+g} dB", *names[1:]])
+            rows.append(Condition(label, arrange(waves, g, arrange_mode)))
+    else:
+        label = joiner.join(n if w == 1 else f"{w:g}x {n}" for n, w in zip(names, weights, strict=True))
+        rows.append(Condition(label, arrange(waves, weights, arrange_mode)))
+    if reverbs:
+        dry = list(rows)
+        for ir_name, ir in reverbs:
+            rows += [Condition(f"{c.label} @ {ir_name}", reverberate(c.wave, ir)) for c in dry]
+    return rows
+
+
+class Generator:
+    """A trained checkpoint with its VAE and AST, ready to turn waveforms into images."""
+
+    def __init__(self, checkpoint: str | Path, *, ast: str | None = None, device: str = "auto", dtype: str = "auto"):
+        import torch
+
+        from sonify_toolkit.models.ast import AstEncoder
+        from sonify_toolkit.models.clap import pick_device, torch_dtype
+
+        from .model import load_export
+        from .pipeline import make_pipeline
+
+        path = Path(checkpoint)
+        if (path / "pipeline").is_dir():
+            path = path / "pipeline"  # a training checkpoint: use its export
+        self.device = pick_device(device)
+        self.dtype = torch_dtype(dtype, self.device)
+        transformer, self.null_audio, self.recipe = load_export(path, dtype=self.dtype)
+        self.pipe = make_pipeline(self.recipe["base_model"], transformer, revision=self.recipe.get("revision"))
+        self.pipe.to(self.device, self.dtype)
+        self.ast = AstEncoder(ast or self.recipe["ast_model"], device=self.device, dtype="fp32")
+        if list(self.ast.shape) != list(self.recipe["audio_shape"]):
+            raise ValueError(f"AST gives {self.ast.shape}, the checkpoint was trained on {self.recipe['audio_shape']}")
+        self.resolution = int(self.recipe["resolution"])
+        self._torch = torch
+
+    def images(self, waves: Sequence[np.ndarray], seed: int, guidance: float, steps: int):
+        from .pipeline import images_from_audio
+
+        feats = self._torch.from_numpy(self.ast.encode(list(waves)))
+        return images_from_audio(
+            self.pipe,
+            feats,
+            self.null_audio,
+            resolution=self.resolution,
+            guidance_scale=guidance,
+            steps=steps,
+            seed=seed,
+        )
+
+
+def render_grid(gen: Generator, rows: Sequence[Condition], seeds: Sequence[int], guidance: float, steps: int):
+    """Row-major images (conditions x seeds) and the labelled grid."""
+    from .pipeline import image_grid
+
+    per_seed = [gen.images([c.wave for c in rows], seed, guidance, steps) for seed in seeds]
+    images = [per_seed[s][r] for r in range(len(rows)) for s in range(len(seeds))]
+    grid = image_grid(
+        images, cols=len(seeds), row_labels=[c.label for c in rows], col_labels=[f"seed {s}" for s in seeds]
+    )
+    return images, grid
+
+
+@one_line_errors("generate")
+def generate(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A checkpoint folder or its pipeline/ export.")],
+    audio_files: Annotated[list[Path], typer.Option("--audio", help="Audio files (repeat for several).")],
+    out: Annotated[Path, typer.Option("--out", help="The grid image to write (.png).")] = Path("grid.png"),
+    weights: Annotated[list[float] | None, typer.Option("--weights", help="Linear gain per --audio.")] = None,
+    arrange_mode: Annotated[str, typer.Option("--arrange", help="mix | sequence")] = "mix",
+    sweep_db: Annotated[list[float] | None, typer.Option("--sweep-db", help="Gains (dB) of the 1st source.")] = None,
+    solo: Annotated[bool, typer.Option("--solo", help="Also one row per source alone.")] = False,
+    reverb: Annotated[list[Path] | None, typer.Option("--reverb", help="Room impulse responses (.wav).")] = None,
+    lufs: Annotated[float | None, typer.Option("--lufs", help="Normalise each file first (LUFS).")] = DEFAULT_LUFS,
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="Seeds (grid columns).")] = None,
+    guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale.")] = 4.5,
+    steps: Annotated[int, typer.Option("--steps", min=1)] = 20,
+    ast: Annotated[str | None, typer.Option("--ast", help="Override the checkpoint's AST.")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
+    save_each: Annotated[bool, typer.Option("--save-each", help="Also write every image beside the grid.")] = False,
+) -> None:
+    """Images from audio, with mixing, loudness sweeps, arrangement and reverberation ablations."""
+    if weights and len(weights) != len(audio_files):
+        raise CliError(f"--weights needs one value per --audio ({len(audio_files)})")
+    waves = [normalized(au.load_standard(p, SAMPLE_RATE), lufs) for p in audio_files]
+    irs = [(p.stem, au.load_standard(p, SAMPLE_RATE)) for p in reverb or []]
+    rows = conditions(
+        [p.stem for p in audio_files],
+        waves,
+        weights=weights,
+        arrange_mode=arrange_mode,
+        sweep_db=sweep_db,
+        solo=solo,
+        reverbs=irs,
+    )
+    gen = Generator(checkpoint, ast=ast, device=device, dtype=dtype)
+    seeds = seeds or [0]
+    images, grid = render_grid(gen, rows, seeds, guidance, steps)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
+    if save_each:
+        for i, im in enumerate(images):
+            r, s = divmod(i, len(seeds))
+            im.save(out.with_name(f"{out.stem}-r{r:02d}-seed{seeds[s]}.png"))
+    print(f"{len(rows)} conditions x {len(seeds)} seeds -> {out}")
+
+
+def main() -> None:
+    typer.run(generate)
+
+
+if __name__ == "__main__":
+    main()
