@@ -227,9 +227,10 @@ class ExtractStage(Stage):
         c: Counter[str] = Counter()
         for st in sd.stats():
             c.update(st.get("counters", {}))
+            c["items"] += st.get("items", 0)
         secs = c["generate_ms"] / 1000
         return {
-            "kept": f"{c['kept']:,} of {c['images']:,} images ({c['concepts']:,} concepts)",
+            "kept": f"{c['kept']:,} of {c['items']:,} images ({c['concepts']:,} concepts)",
             "throughput": (
                 f"{c['images'] / secs:,.2f} images/s, {c['generated_tokens'] / secs:,.1f} generated tokens/s "
                 f"(over {secs:,.1f} s of generation)"
@@ -248,7 +249,13 @@ def _env_key() -> str | None:
 
 
 class _ShardRun:
-    """One shard's loop: read -> decode -> batch -> generate -> parse (-> retry) -> rows."""
+    """One shard's loop: read -> decode -> batch -> generate -> parse (-> retry) -> rows.
+
+    Counters: `images` answered by the VLM (whatever the answer; retries not counted twice),
+    `generated_tokens` (retries included), `generate_ms` (wall time inside the engine), `retried`,
+    `kept`, `dropped_no_concepts`, `dropped_non_sonic`, `concepts` (of kept images). The stats
+    also hold `images_per_second` and `tokens_per_second` over the generation time.
+    """
 
     def __init__(self, stage: ExtractStage, shard: Shard, on_item: ItemCallback | None):
         self.stage, self.shard, self.on_item = stage, shard, on_item
@@ -316,7 +323,6 @@ class _ShardRun:
             except cp.UnparsableResponse as exc:
                 if not final:
                     return False
-                self.counts["images"] -= 1  # counted as an error, not as a processed image
                 self._error(pos, "unparsable_response", f"{exc} (after one retry)", raw=text)
                 return True
         keep, reason = cp.decide(ans.caption, ans.concepts, self.stage.non_sonic_keywords)
