@@ -58,11 +58,17 @@ def segment_rows(
     mono16k: np.ndarray, source: str, path: str, sha256: str, labels: Sequence[str], silence_lufs: float = SILENCE_LUFS
 ) -> tuple[list[dict[str, Any]], int]:
     """The pure core: one standardised signal -> its non-silent segment rows, and the silent count."""
-    rows, silent = [], 0
+    windows, valid = [], []
     for seg in range(audio.num_segments(len(mono16k))):
-        win, valid = audio.window(mono16k, seg)
-        lufs = audio.loudness(win, SAMPLE_RATE)
-        if not np.isfinite(lufs) or lufs < silence_lufs:
+        win, n = audio.window(mono16k, seg)
+        windows.append(win)
+        valid.append(n)
+    stacked = np.stack(windows)
+    lufs = audio.loudness_rows(stacked, SAMPLE_RATE)  # all of a file's windows in one vectorised pass
+    peaks = np.max(np.abs(stacked), axis=1)
+    rows, silent = [], 0
+    for seg, (level, n, pk) in enumerate(zip(lufs.tolist(), valid, peaks.tolist(), strict=True)):
+        if not np.isfinite(level) or level < silence_lufs:
             silent += 1
             continue
         rows.append(
@@ -71,10 +77,10 @@ def segment_rows(
                 "source": source,
                 "path": path,
                 "segment": seg,
-                "num_frames": valid,
+                "num_frames": n,
                 "source_sha256": sha256,
-                "lufs": lufs,
-                "peak": audio.peak(win),
+                "lufs": level,
+                "peak": pk,
                 "labels": list(labels),
             }
         )

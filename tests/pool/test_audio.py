@@ -110,3 +110,35 @@ def test_mix_sums_and_only_scales_down_to_avoid_clipping() -> None:
     assert gain_db == 0.0 and np.allclose(out, 0.7)
     out, gain_db = audio.mix([a * 3, b * 3])
     assert audio.peak(out) == pytest.approx(1.0) and gain_db == pytest.approx(20 * np.log10(1 / 2.1), abs=1e-4)
+
+
+def test_vectorised_loudness_matches_pyloudnorm_row_by_row() -> None:
+    """The pool measures all of a file's windows at once; each must read what pyloudnorm reads alone."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for level in (1.0, 0.1, 1e-3, 3e-4, 1e-4):  # down to the -70 LUFS absolute gate
+        x = level * rng.standard_normal(SEGMENT_FRAMES)
+        x[: rng.integers(0, SEGMENT_FRAMES)] *= rng.choice([0.0, 1e-3])  # quiet starts exercise the gates
+        rows.append(x)
+    rows.append(np.zeros(SEGMENT_FRAMES))
+    tail = np.zeros(SEGMENT_FRAMES)
+    tail[:3000] = sine(1000, SAMPLE_RATE, 3000 / SAMPLE_RATE)  # a zero-padded last segment
+    rows.append(tail)
+    windows = np.stack(rows).astype(np.float32)
+    meter = pyloudnorm.Meter(SAMPLE_RATE)
+    expected = np.array([meter.integrated_loudness(w.astype(np.float64)) for w in windows])
+    got = audio.loudness_rows(windows)
+    assert np.array_equal(np.isfinite(got), np.isfinite(expected)) and np.isneginf(got[5])
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(audio.loudness_rows(windows, chunk_rows=2), got)
+    at_48k = np.stack([sine(1000, 48_000, 5.0, amp=0.1)])
+    assert audio.loudness_rows(at_48k, 48_000)[0] == pytest.approx(audio.loudness(at_48k[0], 48_000), abs=1e-9)
+
+
+def test_vectorised_loudness_refuses_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\(n, frames\)"):
+        audio.loudness_rows(np.zeros(SEGMENT_FRAMES, np.float32))
+    with pytest.raises(ValueError, match="shorter than one"):
+        audio.loudness_rows(np.zeros((1, 100), np.float32))
+    assert audio.loudness_rows(np.zeros((0, SEGMENT_FRAMES), np.float32)).shape == (0,)
