@@ -178,7 +178,9 @@ def key_parameters(run: RunData) -> dict[str, Any]:
         "VLMs": sorted({str(v) for v in vlms.values()}) or sorted(set(run.pairs.column("vlm").to_pylist())),
         "prompt": _one(find_param(concept_stages, "prompt", "prompt_text", "prompt_sha256")),
         "CLAP checkpoint": (
-            f"{clap.get('model')} @ {clap.get('revision')}" if clap.get("model") else _one(find_param(stages, "clap"))
+            " @ ".join(str(clap[k]) for k in ("model", "revision") if clap.get(k))
+            if clap.get("model")
+            else _one(find_param(stages, "clap"))
         ),
         "top-k": _one(find_param(stages, "top_k", "k")),
         "LUFS range": _lufs_range(stages),

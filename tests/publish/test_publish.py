@@ -57,6 +57,8 @@ def test_card_parses_with_hub_parser(release: ReleaseSummary) -> None:
     assert "Seeing Sound" in body
     assert "SMOKE RUN" not in body
     # every parameter of the stage manifests is listed; plots referenced exist
+    assert "```text\nList the sounding concepts.\n```" in body  # the prompt verbatim
+    assert "| CLAP checkpoint | tiny-clap @ local |" in body
     assert "| pairs | top_k | 4 |" in body and "List the sounding concepts." in body and "tiny-clap" in body
     for line in body.splitlines():
         if line.startswith("![") and "(" in line:
