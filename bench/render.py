@@ -2,7 +2,8 @@
 
 A generated pool (wav/flac, 16-48 kHz, mono/stereo, 10-40 s) and pairs of three sources drawn with
 heavy, Zipf-like reuse of a few files (as retrieval does at scale). Everything runs in one process
-on one core. Three timings of the same windows:
+on one core, timed in CPU seconds of this process (the figure per core, and steady on a shared
+machine). Three timings of the same windows:
 
 * floor     read + decode + standardise each distinct file once, cut every window (nothing else)
 * naive     the same, but decoding the file again for every source that uses it (no cache;
@@ -79,7 +80,7 @@ def make_pairs(root: Path, files: list[tuple[str, int]], n_pairs: int, rng: np.r
 
 def floor(root: Path, rows: list[dict], cache: bool) -> float:
     """Read and decode the windows the pairs use, nothing else; seconds."""
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     decoded: dict[str, np.ndarray] = {}
     for row in rows:
         for s in row["sources"]:
@@ -89,7 +90,7 @@ def floor(root: Path, rows: list[dict], cache: bool) -> float:
                 if cache:
                     decoded[s["path"]] = signal
             audio.window(signal, s["segment"])
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def main() -> None:
@@ -111,16 +112,16 @@ def main() -> None:
         uses = 3 * len(rows)
         distinct = len({s["path"] for r in rows for s in r["sources"]})
 
-        t_floor = floor(root, rows, cache=True)
+        t_floor = min(floor(root, rows, cache=True) for _ in range(2))  # best of two: the machine is shared
         n_naive = min(args.naive_pairs, len(rows))
         t_naive = floor(root, rows[:n_naive], cache=False) * len(rows) / max(1, n_naive)
         out = str(tmp_path / "out")
         stage = RenderStage(
             str(tmp_path / "pairs"), {"pool": str(root)}, out, cache_mb=args.cache_mb, pairs_per_shard=args.shard_size
         )
-        t0 = time.perf_counter()
+        t0, w0 = time.process_time(), time.perf_counter()
         summary = run_stage(stage, tmp_path / "out", show_progress=False)
-        t_render = time.perf_counter() - t0
+        t_render, wall = time.process_time() - t0, time.perf_counter() - w0
         assert summary.counters["rendered"] == len(rows), summary.errors
         phases: dict[str, float] = {}
         for st in StageDir(tmp_path / "out").stats():
@@ -135,6 +136,7 @@ def main() -> None:
     )
     print(f"render (whole stage, 1 core):                {n / t_render:9.1f} mixtures/s  ({t_render:.2f} s)")
     print(f"render / floor = {t_floor / t_render:.2f}   render / naive = {t_naive / t_render:.2f}")
+    print(f"(CPU seconds of this process, one core; render took {wall:.2f} s of wall time)")
     print(
         f"cache: {summary.counters.get('files_decoded', 0)} decodes, {summary.counters.get('cache_hits', 0)} hits; "
         "phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(phases.items()))
