@@ -114,6 +114,13 @@ def _recorded(workdir: Path, rel: str, manifest: dict[str, Any]) -> dict[str, An
         params["no_verify"] = not params.get("verify", True)
         if "pairs_per_shard" in params:
             params["shard_size"] = params["pairs_per_shard"]
+    if stage == "pool":  # one `sonify pool` command runs both pool stages: keep the embed's checkpoint
+        embed = StageDir(Path(workdir) / "pool" / "clap").manifest() or {}
+        if "model" in embed.get("params", {}):
+            params["clap"] = embed["params"]["model"]
+    for key in sorted(params):  # the shard size is part of the plan: resuming needs the same one
+        if key.endswith("_per_shard") and "shard_size" not in params:
+            params["shard_size"] = params[key]
     if isinstance(params.get("clap"), dict):  # retrieve records the CLAP identity
         params["clap"] = params["clap"].get("model")
     return params
@@ -165,6 +172,8 @@ def continue_command(workdir: Path, rel: str, manifest: dict[str, Any]) -> tuple
     for a in args:
         if "<ROOT_OF_" in a:
             missing.append(f"the root folder of collection {a.split('=')[0]} (only its name is recorded)")
+    if "prompt" in recorded and any(p.name == "prompt_file" for p in params):
+        missing.append("--prompt-file, if the first run used one (the prompt text is in _stage.json)")
     if manifest.get("stage") == "pool" and recorded.get("label_files"):
         missing.append("labels (the same --labels NAME=CSV as the first run: only their checksums are recorded)")
     return " ".join(a if "<" in a and ">" in a else shlex.quote(a) for a in args), missing

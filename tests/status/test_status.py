@@ -39,6 +39,7 @@ def test_pool_and_render_commands_use_what_is_recorded(finished_workdir: Path, t
     states = {s.path: s for s in workdir_status(finished_workdir)}
     assert states["pool"].command.startswith("sonify pool fsd50k=/data/fsd50k bbc_sfx=/data/bbc_sfx --workdir")
     assert "--clap /tmp/tiny-clap" in states["pool/clap"].command
+    assert "--clap /tmp/tiny-clap" in states["pool"].command  # one command runs both pool stages
     render = states["render"]
     assert render.command.startswith(f"sonify render {finished_workdir / 'pairs'} --source fsd50k=<ROOT_OF_FSD50K>")
     assert f"--out {finished_workdir / 'render'}" in render.command
