@@ -150,10 +150,26 @@ def render_grid(gen: Generator, rows: Sequence[Condition], seeds: Sequence[int],
     return images, grid
 
 
+def generate_for_pairs(
+    gen: Generator, pairs: Path, out_dir: Path, seed: int, guidance: float, steps: int, batch_size: int = 8
+) -> int:
+    """One image per benchmark pair (`training_recipe.benchmarks` output) as OUT_DIR/ID.png; existing skipped."""
+    import pyarrow.parquet as pq
+
+    rows = [r for r in pq.read_table(pairs).to_pylist() if not (out_dir / f"{r['id']}.png").exists()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(rows), batch_size):
+        batch = rows[i : i + batch_size]
+        waves = [au.load_standard(pairs.parent / r["audio"], SAMPLE_RATE) for r in batch]
+        for r, im in zip(batch, gen.images(waves, seed, guidance, steps), strict=True):
+            im.save(out_dir / f"{r['id']}.png")
+    return len(rows)
+
+
 @one_line_errors("generate")
 def generate(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A checkpoint folder or its pipeline/ export.")],
-    audio_files: Annotated[list[Path], typer.Option("--audio", help="Audio files (repeat for several).")],
+    audio_files: Annotated[list[Path] | None, typer.Option("--audio", help="Audio files (repeat for several).")] = None,
     out: Annotated[Path, typer.Option("--out", help="The grid image to write (.png).")] = Path("grid.png"),
     weights: Annotated[list[float] | None, typer.Option("--weights", help="Linear gain per --audio.")] = None,
     arrange_mode: Annotated[str, typer.Option("--arrange", help="mix | sequence")] = "mix",
@@ -168,8 +184,19 @@ def generate(
     device: Annotated[str, typer.Option("--device")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
     save_each: Annotated[bool, typer.Option("--save-each", help="Also write every image beside the grid.")] = False,
+    pairs: Annotated[
+        Path | None, typer.Option("--pairs", help="Benchmark pairs.parquet: one image per pair into --out-dir.")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for --pairs images (ID.png).")] = Path("generated"),
 ) -> None:
     """Images from audio, with mixing, loudness sweeps, arrangement and reverberation ablations."""
+    if pairs is not None:
+        gen = Generator(checkpoint, ast=ast, device=device, dtype=dtype)
+        n = generate_for_pairs(gen, pairs, out_dir, (seeds or [0])[0], guidance, steps)
+        print(f"{n} images -> {out_dir}")
+        return
+    if not audio_files:
+        raise CliError("give --audio files (or --pairs for a benchmark)")
     if weights and len(weights) != len(audio_files):
         raise CliError(f"--weights needs one value per --audio ({len(audio_files)})")
     waves = [normalized(au.load_standard(p, SAMPLE_RATE), lufs) for p in audio_files]

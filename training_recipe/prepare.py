@@ -137,6 +137,11 @@ class PrepareStage(Stage):
             *(self.resolution // (2 ** (len(self._vae.config.block_out_channels) - 1)),) * 2,
         )
         self._torch = torch
+        self._cache = None
+        if self.audio_dir is None:
+            from sonify_toolkit.stages.render import FileCache
+
+            self._cache = FileCache()
 
     def _load(self, item: dict[str, Any], errors: ErrorLog) -> tuple[np.ndarray, np.ndarray] | None:
         pid = item["pair_id"]
@@ -155,7 +160,7 @@ class PrepareStage(Stage):
                     return None
                 wave = data.load_rendered_audio(self.audio_dir, item["audio"])
             else:
-                wave = data.render_on_the_fly(item["pair"], self.sources)
+                wave = data.render_on_the_fly(item["pair"], self.sources, self._cache)
         except Exception as exc:  # decode errors, missing source files, render failures
             errors.add(pid, "audio_unreadable", f"{type(exc).__name__}: {exc}")
             return None

@@ -55,7 +55,17 @@ def tone(freq: float, seconds: float = 5.0, sr: int = 16_000, noise: float = 0.0
     return x.astype(np.float32)
 
 
-def _pair(i: int) -> dict:
+def _pair(i: int, sha: str = "", lufs: float = -30.0) -> dict:
+    src = {
+        "concept": "tone",
+        "clip_id": f"x/{i}.wav#0",
+        "source": "x",
+        "path": f"{i}.wav",
+        "segment": 0,
+        "source_sha256": sha,
+        "clip_lufs": lufs,
+        "target_lufs": -23.0,
+    }
     return {
         "pair_id": f"sa_{i}|tiny-vlm",
         "image_id": f"sa_{i}",
@@ -63,17 +73,29 @@ def _pair(i: int) -> dict:
         "vlm": "tiny-vlm",
         "caption": f"scene {i}",
         "seed": 0,
-        "sources": [{"concept": "tone", "clip_id": f"x/{i}.wav#0", "source": "x", "path": f"{i}.wav", "segment": 0}],
+        "sources": [src],
     }
 
 
 @pytest.fixture(scope="session")
 def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A release folder, an SA-1B-like image root (loose files + one tar; one image missing), a render folder."""
+    """A release folder, an SA-1B-like image root (loose files + one tar; one image missing), a render
+    folder, and the sound collection "x" the pairs name (its file for pair 1 missing)."""
+    from sonify_toolkit.fileio import sha256_bytes
+
     root = tmp_path_factory.mktemp("release")
+    collection = root / "collection"
+    collection.mkdir()
+    pairs = []
+    for i in range(N_PAIRS):
+        wave = tone(220.0 * (i + 1), noise=0.05, seed=i)
+        data = audio.encode(wave, fmt="wav")
+        if i != 1:
+            (collection / f"{i}.wav").write_bytes(data)
+        pairs.append(_pair(i, sha256_bytes(data), audio.loudness(audio.load_standard(data))))
     rel = root / "release"
     (rel / "data").mkdir(parents=True)
-    pq.write_table(schema.table([_pair(i) for i in range(N_PAIRS)], schema.PAIRS), rel / "data" / "train-00000.parquet")
+    pq.write_table(schema.table(pairs, schema.PAIRS), rel / "data" / "train-00000.parquet")
 
     images = root / "sa1b"
     (images / "sub").mkdir(parents=True)
@@ -99,7 +121,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         rows.append({"pair_id": f"sa_{i}|tiny-vlm", "path": path, "status": "ok", "lufs": -23.0, "peak": 0.4})
     (rendered / "index").mkdir()
     pq.write_table(schema.table(rows, schema.RENDERED), rendered / "index" / "00000.parquet")
-    return {"release": rel, "images": images, "audio": rendered}
+    return {"release": rel, "images": images, "audio": rendered, "collection": collection}
 
 
 @pytest.fixture(scope="session")

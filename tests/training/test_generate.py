@@ -70,3 +70,38 @@ def test_generate_writes_a_labelled_grid(checkpoint: Path, tmp_path: Path) -> No
     assert len(singles) == 6
     a, b = (np.asarray(Image.open(p), np.float32) for p in singles[:2])  # same condition, seeds 0 and 1
     assert a.shape == (32, 32, 3) and not np.array_equal(a, b)
+
+
+def test_generate_for_benchmark_pairs(checkpoint: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i in range(3):
+        (tmp_path / "audio" / f"v{i}.flac").write_bytes(au.encode(tone(300.0 * (i + 1), 2.0)))
+        rows.append({"id": f"v{i}", "image": f"images/v{i}.jpg", "audio": f"audio/v{i}.flac"})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
+    kw = dict(
+        checkpoint=checkpoint,
+        audio_files=None,
+        out=tmp_path / "unused.png",
+        weights=None,
+        arrange_mode="mix",
+        sweep_db=None,
+        solo=False,
+        reverb=None,
+        lufs=None,
+        seeds=None,
+        guidance=2.0,
+        steps=2,
+        ast=None,
+        device="cpu",
+        dtype="fp32",
+        save_each=False,
+        pairs=tmp_path / "pairs.parquet",
+        out_dir=tmp_path / "gen",
+    )
+    generate(**kw)
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["v0.png", "v1.png", "v2.png"]
+    assert Image.open(tmp_path / "gen" / "v0.png").size == (32, 32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from sonify_toolkit import schema
 from sonify_toolkit.runner import run_stage
@@ -56,3 +57,33 @@ def test_prepare_resumes_and_is_shard_count_independent(features, release, tiny_
         StageDir(out).read_array("latents").astype(np.float32),
         atol=2e-4,
     )
+
+
+def test_prepare_renders_on_the_fly_from_sound_collections(release, tiny_pixart, tiny_ast, tmp_path) -> None:
+    stage = build_stage(
+        str(release["release"]),
+        release["images"],
+        sources={"x": str(release["collection"])},
+        base_model=str(tiny_pixart),
+        ast_model=str(tiny_ast),
+        resolution=32,
+        device="cpu",
+        batch_size=4,
+    )
+    summary = run_stage(stage, tmp_path, show_progress=False)
+    assert summary.errors == {"image_missing": 1, "audio_unreadable": 1}  # pair 1's sound file is missing
+    sd = StageDir(tmp_path)
+    assert sd.read_table("")["pair_id"].to_pylist() == ["sa_0|tiny-vlm", "sa_2|tiny-vlm", "sa_3|tiny-vlm"]
+    detail = sd.read_table("errors", schema.ERRORS).to_pylist()
+    assert any(r["item"] == "sa_1|tiny-vlm" and "missing" in r["detail"].lower() for r in detail), detail
+    assert sd.read_array("audio").shape == (3, 101, 32)
+
+
+def test_prepare_command_needs_exactly_one_audio_input(release, tmp_path, capsys) -> None:
+    import typer
+
+    from training_recipe.prepare import prepare
+
+    with pytest.raises(typer.Exit):
+        prepare(dataset=str(release["release"]), images=release["images"], out=tmp_path, audio_dir=None, source=None)
+    assert "either --audio" in capsys.readouterr().err
