@@ -99,6 +99,13 @@ class StageDir:
         """Claim the folder for these parameters, or refuse to mix with shards made otherwise."""
         fp = fingerprint({"stage": stage, "params": params, "num_shards": num_shards})
         old = self.manifest()
+        if old is None and self.complete_shards():
+            if not overwrite:
+                raise StageMismatchError(
+                    f"{self.path} holds '{stage}' shards but no {STAGE_FILE} to say how they were made; "
+                    "rerun with --overwrite to start over"
+                )
+            self.clear()
         if old is not None and old.get("fingerprint") != fp:
             if not overwrite:
                 changed = sorted(
@@ -118,8 +125,11 @@ class StageDir:
             )
 
     def clear(self) -> None:
+        """Remove the folder; renamed away first so a kill mid-delete never leaves stale shards behind."""
         if self.path.exists():
-            shutil.rmtree(self.path)
+            doomed = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.deleting")
+            os.replace(self.path, doomed)
+            shutil.rmtree(doomed)
 
     # --- completion ----------------------------------------------------------------------------
     def stats_path(self, index: int) -> Path:

@@ -89,3 +89,13 @@ def test_chunk_and_selection_partition_the_plan() -> None:
 def test_selection_from_flags_or_slurm(flags, env, expected) -> None:
     sel = ShardSelection.resolve(*flags, env=env)
     assert (sel.num_shards, sel.shard_index) == expected
+
+
+def test_shards_without_a_stage_file_are_not_trusted(tmp_path: Path) -> None:
+    sd = StageDir(tmp_path / "s")
+    sd.write_shard(0, {"errors": err_table("a")}, {"items": 1})  # e.g. a delete killed after _stage.json went
+    with pytest.raises(StageMismatchError, match=r"no _stage\.json"):
+        sd.prepare("pool", {"rate": 16000}, 1)
+    sd.prepare("pool", {"rate": 16000}, 1, overwrite=True)
+    assert sd.complete_shards() == [] and sd.manifest()["params"] == {"rate": 16000}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # the renamed-away copy is gone
