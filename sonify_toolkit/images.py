@@ -61,11 +61,12 @@ def plan_folder(root: str | Path) -> list[Item]:
 def plan_tar(path: str | Path) -> list[Item]:
     """The images of one uncompressed tar (SA-1B: `sa_N.jpg` beside `sa_N.json`), ids = file stems."""
     out: list[Item] = []
+    tar = str(path)  # one string shared by every item of the tar (plans of 1M images stay small)
     try:
         with tarfile.open(path, "r:") as tf:  # uncompressed: headers are read by seeking over the data
             for m in tf:
                 if m.isfile() and PurePosixPath(m.name).suffix.lower() in IMAGE_EXTENSIONS:
-                    out.append(("tar", PurePosixPath(m.name).stem, str(path), m.name, m.offset_data, m.size))
+                    out.append(("tar", PurePosixPath(m.name).stem, tar, m.name, m.offset_data, m.size))
     except (tarfile.TarError, OSError) as exc:
         raise ImageSourceError(f"cannot read tar {path}: {exc}") from exc
     return out
