@@ -246,7 +246,7 @@ def render_pair(
     if errors:
         raise PairRenderError(pair_id, errors)
     mixed, gain_db = mix_sources(windows, peak_ceiling)
-    lufs = audio.loudness(mixed, SAMPLE_RATE)
+    lufs = float(audio.loudness_rows(mixed[None], SAMPLE_RATE)[0])  # = audio.loudness, ~2x faster
     info = {
         "lufs": lufs if math.isfinite(lufs) else None,
         "peak": audio.peak(mixed),
