@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_FORMAT
-from ..stages.render import FORMATS, RENDER_CACHE_MB, RenderStage
+from ..stages.render import FORMATS, RENDER_CACHE_MB, RenderStage, check_output_dir
 from .common import (
     CliError,
     ExecutorOpt,
@@ -52,6 +52,7 @@ def render(
             raise CliError(f"collection '{name}' is given twice")
         if not Path(values[0]).is_dir():
             raise CliError(f"collection '{name}': root {values[0]} is not a folder")
+    check_output_dir(out)
     stage = RenderStage(
         pairs,
         {name: str(Path(values[0]).resolve()) for name, values in roots.items()},

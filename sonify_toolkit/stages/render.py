@@ -461,6 +461,13 @@ class RenderStage(Stage):
         return facts
 
 
+def check_output_dir(out: Path) -> None:
+    """Refuse an --out folder that holds another stage's shards: --overwrite would delete them."""
+    manifest = StageDir(out).manifest()
+    if manifest is not None and manifest.get("stage") != RenderStage.name:
+        raise ValueError(f"--out {out} holds '{manifest.get('stage')}' output; choose a folder of its own for render")
+
+
 def missing_summary(missing: pa.Table) -> dict[str, str]:
     """Per collection: how many distinct files could not be used, and why (for the run summary)."""
     per: dict[str, dict[str, set[str]]] = {}

@@ -38,7 +38,12 @@ def test_cli_refuses_bad_arguments_in_one_line(good_pairs, roots, tmp_path):
         (["render", str(folder), "--source", f"alpha={tmp_path / 'no-root'}"], "is not a folder"),
         (["render", str(folder), "--source", f"alpha={roots['alpha']}", "--format", "mp3"], "--format"),
     ]
+    (tmp_path / "w" / "pairs").mkdir(parents=True)
+    (tmp_path / "w" / "pairs" / "_stage.json").write_text('{"stage": "retrieve"}')
+    overwrite_pairs = ["render", str(folder), "--source", f"alpha={roots['alpha']}", "--overwrite"]
+    cases.append(([*overwrite_pairs, "--out", str(tmp_path / "w" / "pairs")], "holds 'retrieve' output"))
     for args, message in cases:
-        result = runner.invoke(app, [*args, "--out", str(tmp_path / "out"), "-q"])
+        out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+        result = runner.invoke(app, [*args, *out, "-q"])
         assert result.exit_code == 2, result.output
         assert message in result.output and "Traceback" not in result.output
