@@ -296,19 +296,9 @@ def write_audio_file(path: Path, blob: bytes) -> None:
 
 
 def hf_features() -> Any:
-    """The `--format hf` table's `datasets.Features` (FLAC bytes in an Audio column); the same as the
-    release's rendered-audio config, so a rendered folder can be published as is."""
-    import datasets
-
-    return datasets.Features(
-        {
-            "pair_id": datasets.Value("string"),
-            "audio": datasets.Audio(sampling_rate=SAMPLE_RATE),
-            "lufs": datasets.Value("float64"),
-            "peak": datasets.Value("float32"),
-            "mix_gain_db": datasets.Value("float32"),
-        }
-    )
+    """The `--format hf` table's `datasets.Features` (FLAC bytes in an Audio column): the release's
+    rendered-audio config, so a rendered folder can be published as is."""
+    return schema.rendered_features(SAMPLE_RATE)
 
 
 # --- the stage ----------------------------------------------------------------------------------------
