@@ -23,7 +23,7 @@ from .model import AudioPixArt, attach_audio_projector
 AUDIO_SHAPE = (101, 768)
 
 
-def full_size_transformer():
+def full_size_transformer(num_layers: int = 28):
     from diffusers import PixArtTransformer2DModel
 
     return PixArtTransformer2DModel(
@@ -31,7 +31,7 @@ def full_size_transformer():
         attention_head_dim=72,
         in_channels=4,
         out_channels=8,
-        num_layers=28,
+        num_layers=num_layers,
         cross_attention_dim=1152,
         sample_size=64,  # 512 px / 8
         patch_size=2,
@@ -40,9 +40,9 @@ def full_size_transformer():
     )
 
 
-def bench(batch: int, steps: int, warmup: int, checkpointing: bool, device: str) -> dict:
+def bench(batch: int, steps: int, warmup: int, checkpointing: bool, device: str, num_layers: int = 28) -> dict:
     torch.manual_seed(0)
-    transformer = full_size_transformer()
+    transformer = full_size_transformer(num_layers)
     attach_audio_projector(transformer, AUDIO_SHAPE[1])
     if checkpointing:
         transformer.enable_gradient_checkpointing()
@@ -73,6 +73,7 @@ def bench(batch: int, steps: int, warmup: int, checkpointing: bool, device: str)
     step = sorted(times)[len(times) // 2]
     out = {
         "batch": batch,
+        "layers": num_layers,
         "checkpointing": checkpointing,
         "step_s": round(step, 4),
         "images_per_s": round(batch / step, 2),
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-checkpointing", action="store_true")
+    p.add_argument("--layers", type=int, default=28, help="fewer for a quick smoke run (28 = PixArt-XL-2)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if args.device.startswith("cuda"):
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for b in args.batch_sizes:
         try:
-            row = bench(b, args.steps, args.warmup, not args.no_checkpointing, args.device)
+            row = bench(b, args.steps, args.warmup, not args.no_checkpointing, args.device, args.layers)
         except torch.OutOfMemoryError:
             row = {"batch": b, "error": "out of memory"}
             torch.cuda.empty_cache()

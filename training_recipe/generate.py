@@ -115,8 +115,10 @@ class Generator:
         self.device = pick_device(device)
         self.dtype = torch_dtype(dtype, self.device)
         transformer, self.null_audio, self.recipe = load_export(path, dtype=self.dtype)
-        self.pipe = make_pipeline(self.recipe["base_model"], transformer, revision=self.recipe.get("revision"))
-        self.pipe.to(self.device, self.dtype)
+        self.pipe = make_pipeline(
+            self.recipe["base_model"], transformer, revision=self.recipe.get("revision"), dtype=self.dtype
+        )
+        self.pipe.to(self.device)
         self.ast = AstEncoder(ast or self.recipe["ast_model"], device=self.device, dtype="fp32")
         if list(self.ast.shape) != list(self.recipe["audio_shape"]):
             raise ValueError(f"AST gives {self.ast.shape}, the checkpoint was trained on {self.recipe['audio_shape']}")

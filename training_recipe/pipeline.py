@@ -11,12 +11,18 @@ from PIL import Image, ImageDraw
 VAE_SUBFOLDER = "vae"
 
 
-def make_pipeline(base_model: str, transformer: torch.nn.Module, vae: torch.nn.Module | None = None, revision=None):
+def make_pipeline(
+    base_model: str,
+    transformer: torch.nn.Module,
+    vae: torch.nn.Module | None = None,
+    revision: str | None = None,
+    dtype: torch.dtype | None = None,
+):
     """`PixArtAlphaPipeline` without tokenizer or text encoder: audio features go in as prompt_embeds."""
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, PixArtAlphaPipeline
 
     if vae is None:
-        vae = AutoencoderKL.from_pretrained(base_model, subfolder=VAE_SUBFOLDER, revision=revision)
+        vae = AutoencoderKL.from_pretrained(base_model, subfolder=VAE_SUBFOLDER, revision=revision, torch_dtype=dtype)
     scheduler = DPMSolverMultistepScheduler.from_pretrained(base_model, subfolder="scheduler", revision=revision)
     pipe = PixArtAlphaPipeline(tokenizer=None, text_encoder=None, vae=vae, transformer=transformer, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)

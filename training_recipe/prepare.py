@@ -92,7 +92,6 @@ class PrepareStage(Stage):
     """Encode each pair's image (VAE) and audio (AST) in batches; missing inputs become error rows."""
 
     name: ClassVar[str] = "prepare"
-    resources: ClassVar[Resources] = Resources(num_cpus=1.0, num_gpus=0.0)
 
     items: Sequence[dict[str, Any]]
     images_root: str
@@ -105,6 +104,17 @@ class PrepareStage(Stage):
     device: str = "auto"
     batch_size: int = 16
     shard_size: int = PAIRS_PER_SHARD
+
+    @property  # type: ignore[override]
+    def resources(self) -> Resources:
+        """One GPU per worker when encoding on CUDA (AST + VAE), else one CPU."""
+        if self.device.startswith("cuda"):
+            return Resources(num_cpus=1, num_gpus=1)
+        if self.device == "auto":
+            import torch
+
+            return Resources(num_cpus=1, num_gpus=1 if torch.cuda.is_available() else 0)
+        return Resources(num_cpus=1)
 
     def output_dir(self, workdir: Path) -> Path:
         return Path(workdir)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training_recipe.config import TrainConfig, accumulation_for
-from training_recipe.train import latest_checkpoint, train
+from training_recipe.train import latest_checkpoint, main, train
 
 TINY = Path(__file__).parents[2] / "training_recipe" / "configs" / "tiny.yaml"
 
@@ -55,3 +55,11 @@ def test_resume_continues_exactly(features, tiny_pixart, tmp_path, global_batch:
     resumed = train(tiny_config(out, tiny_pixart, tmp_path / "b", max_steps=stop + 2, checkpoint_every=100, **kw))
     assert first.losses == straight.losses[:stop]
     assert resumed.losses == straight.losses[stop:]  # bit-exact: same weights, optimiser, data, noise
+
+
+def test_command_line_overrides(features, tiny_pixart, tmp_path, capsys) -> None:
+    out, _ = features
+    argv = ["--config", str(TINY), "--features", str(out), "--base-model", str(tiny_pixart)]
+    main([*argv, "--output-dir", str(tmp_path / "run"), "--max-steps", "1", "--per-device-batch-size", "1"])
+    assert "trained to step 1" in capsys.readouterr().out  # accumulation recomputed: 4 / (1 x 1) = 4
+    assert latest_checkpoint(tmp_path / "run").name == "step-0000001"
