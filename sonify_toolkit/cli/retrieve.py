@@ -44,7 +44,10 @@ def retrieve(
         typer.Option("--max-reuse", min=1, help="Use a clip at most N times, moving on to the next candidate (off)."),
     ] = None,
     index: Annotated[
-        str, typer.Option("--index", help="exact (default), or ivf / hnsw for very large pools (recall printed).")
+        str,
+        typer.Option(
+            "--index", help="exact (default), flat (faiss exact), or ivf / hnsw for huge pools (recall printed)."
+        ),
     ] = "exact",
     nlist: Annotated[int | None, typer.Option("--nlist", min=1, help="IVF cells (default 4*sqrt(pool)).")] = None,
     nprobe: Annotated[int, typer.Option("--nprobe", min=1, help="IVF cells visited per query.")] = 32,

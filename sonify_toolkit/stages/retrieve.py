@@ -281,7 +281,9 @@ class RetrieveSearchStage(Stage):
         import faiss
 
         if self.index.kind == "exact":
-            return build_index(pool, self.index)
+            from ..models.clap import pick_device
+
+            return build_index(pool, self.index, pick_device(self.device))
         key = fingerprint({"pool": pool_fingerprint(Path(self.workdir)), **self.index.as_dict()})
         path = retrieve_dir(Path(self.workdir)) / "index" / f"{self.index.kind}-{key}.faiss"
         if path.exists():

@@ -34,12 +34,28 @@ def test_ties_are_broken_by_pool_row() -> None:
     assert s.tolist() == [[pytest.approx(0.9), 0.5, 0.5]]
 
 
-def test_numpy_reference_agrees_with_faiss() -> None:
+def test_exact_kinds_agree_and_scores_are_recomputed_in_float64() -> None:
     rng = np.random.default_rng(1)
     pool, q = unit(rng.standard_normal((300, 16))), unit(rng.standard_normal((20, 16)))
-    _, a = search(build_index(pool, IndexSpec()), q, 10)
-    _, b = exact_topk(pool, q, 10)
-    assert recall_at_k(a, b) == 1.0
+    s_torch, a = search(build_index(pool, IndexSpec()), q, 10, pool)
+    s_faiss, b = search(build_index(pool, IndexSpec("flat")), q, 10, pool)
+    _, c = exact_topk(pool, q, 10)
+    assert np.array_equal(a, b) and recall_at_k(a, c) == 1.0
+    assert np.array_equal(s_torch, s_faiss)  # same rows -> bit-identical stored similarities
+    expected = np.einsum("nkd,nd->nk", pool[a].astype(np.float64), q.astype(np.float64)).astype(np.float32)
+    assert np.array_equal(s_torch, expected)
+
+
+def test_exact_index_searches_in_blocks() -> None:
+    from sonify_toolkit.vector_index import ExactIndex
+
+    rng = np.random.default_rng(4)
+    pool, q = unit(rng.standard_normal((50, 8))), unit(rng.standard_normal((7, 8)))
+    small = ExactIndex(pool, block_floats=100)  # two queries per block
+    assert small.block == 2
+    _, a = search(small, q, 5, pool)
+    _, b = exact_topk(pool, q, 5)
+    assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("spec", [IndexSpec("ivf", nlist=16, nprobe=8), IndexSpec("hnsw", ef_search=64)])
