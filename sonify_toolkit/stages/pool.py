@@ -54,20 +54,23 @@ def clip_id(source: str, path: str, segment: int) -> str:
     return f"{source}/{path}#{segment}"
 
 
+_SEGMENTS_PER_PASS = 64  # 64 x 5 s of 16 kHz float32 = 20 MB of windows, whatever the file's length
+
+
 def segment_rows(
     mono16k: np.ndarray, source: str, path: str, sha256: str, labels: Sequence[str], silence_lufs: float = SILENCE_LUFS
 ) -> tuple[list[dict[str, Any]], int]:
     """The pure core: one standardised signal -> its non-silent segment rows, and the silent count."""
-    windows, valid = [], []
-    for seg in range(audio.num_segments(len(mono16k))):
-        win, n = audio.window(mono16k, seg)
-        windows.append(win)
-        valid.append(n)
-    stacked = np.stack(windows)
-    lufs = audio.loudness_rows(stacked, SAMPLE_RATE)  # all of a file's windows in one vectorised pass
-    peaks = np.max(np.abs(stacked), axis=1)
+    measured: list[tuple[float, int, float]] = []  # (lufs, valid frames, peak) per segment
+    total = audio.num_segments(len(mono16k))
+    for first in range(0, total, _SEGMENTS_PER_PASS):  # windows measured together, a bounded number at a time
+        pairs = [audio.window(mono16k, s) for s in range(first, min(total, first + _SEGMENTS_PER_PASS))]
+        stacked = np.stack([w for w, _ in pairs])
+        valid = [n for _, n in pairs]
+        lufs = audio.loudness_rows(stacked, SAMPLE_RATE)
+        measured.extend(zip(lufs.tolist(), valid, np.max(np.abs(stacked), axis=1).tolist(), strict=True))
     rows, silent = [], 0
-    for seg, (level, n, pk) in enumerate(zip(lufs.tolist(), valid, peaks.tolist(), strict=True)):
+    for seg, (level, n, pk) in enumerate(measured):
         if not np.isfinite(level) or level < silence_lufs:
             silent += 1
             continue
@@ -171,6 +174,7 @@ class PoolSegmentsStage(Stage):
         errors = ErrorLog()
         counts: Counter[str] = Counter()
         timer = StatsTimer()
+        frames = 0  # 16 kHz frames decoded: seconds are rounded once per shard, not per (short) file
         for source, rel in shard.items:
             item = f"{source}/{rel}"
             try:
@@ -195,10 +199,12 @@ class PoolSegmentsStage(Stage):
                     counts["files_ok"] += 1
                     counts["segments"] += len(new)
                     counts["silent_segments"] += silent
-                    counts["audio_seconds"] += round(len(mono) / SAMPLE_RATE)
+                    frames += len(mono)
                     counts["labelled_files"] += bool(labels)
             if on_item:
                 on_item(1)
+        if frames:
+            counts["audio_seconds"] = round(frames / SAMPLE_RATE)
         return ShardResult(
             tables={"segments": schema.table(rows, schema.POOL_SEGMENTS), "errors": errors.table()},
             counters=dict(counts),

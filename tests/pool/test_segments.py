@@ -139,3 +139,22 @@ def test_roots_that_cannot_work_are_refused(tmp_path: Path, setup: str) -> None:
     else:
         with pytest.raises(PoolInputError, match="collection name"):
             PoolSegmentsStage({"a/b": str(tmp_path)})
+
+
+def test_long_files_are_measured_in_bounded_passes_with_the_same_result() -> None:
+    """A 6-minute file spans two passes of 64 windows; each window reads what pyloudnorm reads alone."""
+    from sonify_toolkit import audio
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(73 * SEGMENT_FRAMES - 500) * np.repeat(rng.uniform(0, 0.3, 73), SEGMENT_FRAMES)[:-500]
+    x = x.astype(np.float32)
+    rows, silent = segment_rows(x, "s", "long.wav", "abc", [])
+    assert (
+        silent == 0
+        and [r["segment"] for r in rows] == list(range(73))
+        and rows[-1]["num_frames"] == SEGMENT_FRAMES - 500
+    )
+    for r in (rows[0], rows[63], rows[64], rows[72]):
+        win, _ = audio.window(x, r["segment"])
+        assert r["lufs"] == pytest.approx(audio.loudness(win), abs=1e-9)
+        assert r["peak"] == pytest.approx(audio.peak(win))
