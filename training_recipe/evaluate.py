@@ -12,8 +12,9 @@
 - FID: Fréchet distance between Gaussian fits of Inception-v3 pool features (`--fid-features
   inception`, needs `pytorch-fid`) or of CLIP image features (`--fid-features clip`, "FID_CLIP").
 
-Wav2CLIP: `--wav2clip wav2clip` uses the `wav2clip` package (its released weights); a path to a
-TorchScript module mapping (batch, samples) 16 kHz audio to CLIP-space vectors works too.
+Wav2CLIP: `--wav2clip wav2clip` uses the `wav2clip` package and its released weights; `--wav2clip
+Wav2CLIP.pt` loads that release file from a path (through the package's ResNet); a path to a
+TorchScript module mapping (batch, samples) 16 kHz audio to CLIP-space vectors works without it.
 """
 
 from __future__ import annotations
@@ -128,18 +129,29 @@ class Wav2ClipAudio:
         from sonify_toolkit.models.clap import pick_device
 
         self.device = pick_device(device)
+        self._w2c = None
+        if spec != "wav2clip":
+            try:  # a TorchScript export: (batch, samples) -> (batch, dim)
+                self.model = torch.jit.load(spec, map_location=self.device).eval()
+                return
+            except RuntimeError:
+                pass  # not TorchScript: the released Wav2CLIP.pt state dict, loaded through the package
+        try:
+            import wav2clip
+        except ImportError as exc:
+            raise ValueError(
+                "AIS needs Wav2CLIP: pip install wav2clip (for its release or a Wav2CLIP.pt path), "
+                "or pass --wav2clip PATH to a TorchScript audio encoder"
+            ) from exc
+        self._w2c = wav2clip
         if spec == "wav2clip":
-            try:
-                import wav2clip
-            except ImportError as exc:
-                raise ValueError(
-                    "AIS needs Wav2CLIP: pip install wav2clip, or pass --wav2clip PATH to a TorchScript audio encoder"
-                ) from exc
-            self._w2c = wav2clip
-            self.model = wav2clip.get_model(device=self.device)
+            self.model = wav2clip.get_model(device=self.device)  # downloads the released weights once
         else:
-            self._w2c = None
-            self.model = torch.jit.load(spec, map_location=self.device).eval()
+            from wav2clip.model.encoder import ResNetExtractor
+
+            checkpoint = torch.load(spec, map_location=self.device)
+            self.model = ResNetExtractor(checkpoint=checkpoint, scenario="frozen", transform=True).to(self.device)
+        self.model.eval()
 
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         import torch

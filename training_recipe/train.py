@@ -256,12 +256,7 @@ def _sample(accelerator, model, cfg: TrainConfig, val_audio: torch.Tensor, step:
     from .pipeline import image_grid, images_from_audio, make_pipeline, save_grid
 
     net = accelerator.unwrap_model(model)
-    if not hasattr(_sample, "vae"):
-        from diffusers import AutoencoderKL
-
-        _sample.vae = AutoencoderKL.from_pretrained(cfg.base_model, subfolder="vae", revision=cfg.revision)
-    vae = _sample.vae.to(accelerator.device)
-    pipe = make_pipeline(cfg.base_model, net.transformer, vae=vae, revision=cfg.revision)
+    pipe = make_pipeline(cfg.base_model, net.transformer, revision=cfg.revision).to(accelerator.device)
     resolution = json.loads((Path(cfg.features) / MANIFEST).read_text())["resolution"]
     net.eval()
     with accelerator.autocast():

@@ -97,3 +97,16 @@ def test_evaluate_command_reads_benchmark_pairs(tiny_clip, tiny_wav2clip, tmp_pa
     )
     metrics = json.loads(out.read_text())
     assert metrics["count"] == 3 and {"iis", "ais_cosine", "ais_win_rate", "ais_zscore", "fid_clip"} <= set(metrics)
+
+
+def test_wav2clip_state_dict_without_the_package_says_what_to_install(tmp_path) -> None:
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("wav2clip") is not None:
+        pytest.skip("wav2clip is installed here: the error path does not apply")
+    path = tmp_path / "Wav2CLIP.pt"
+    torch.save({"state_dict": {}}, path)  # a plain checkpoint, not TorchScript
+    with pytest.raises(ValueError, match="pip install wav2clip"):
+        Wav2ClipAudio(str(path), "cpu")
