@@ -260,6 +260,7 @@ class RetrieveSearchStage(Stage):
             "pool": pool_fingerprint(Path(self.workdir)),
             "top_k": self.top_k,
             "concept_text": self.concept_text,
+            "clap_dtype": self.dtype,
             "text_normalization": "collapse whitespace",
             "index": self.index.as_dict(),
             "texts_per_shard": self.texts_per_shard,
@@ -272,9 +273,15 @@ class RetrieveSearchStage(Stage):
         self._state = {
             "pool": np.ascontiguousarray(pool, dtype=np.float32),
             "index": self._load_index(pool),
-            "cache": TextVectorCache(retrieve_dir(workdir) / "text_cache", self.clap),
+            "cache": TextVectorCache(retrieve_dir(workdir) / "text_cache", self.cache_identity()),
             "encoder": None,
         }
+
+    def cache_identity(self) -> dict[str, Any]:
+        """Cached vectors are only reused from the same checkpoint at the same precision (bf16 != fp32)."""
+        from ..models.clap import pick_device, torch_dtype
+
+        return {**self.clap, "dtype": str(torch_dtype(self.dtype, pick_device(self.device)))}
 
     def _load_index(self, pool: np.ndarray) -> Any:
         """Exact: built in memory. Approximate: built once and cached, so every shard searches the same one."""
