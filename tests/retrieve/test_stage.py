@@ -160,3 +160,12 @@ def test_missing_concepts_and_unfinished_extraction_are_refused(work: Path) -> N
     sd.prepare("extract", {}, 2)
     sd.write_shard(0, {"": schema.table([concept_row("a", "v", [TEXTS[0]])], schema.CONCEPTS)}, {})
     assert "incomplete (1/2 shards)" in sonify("retrieve", "-w", work, expect=2).output
+
+
+def test_top_k_larger_than_the_pool(work: Path, read_pairs: Rows) -> None:
+    write_concepts(work, "vlm-a", [sample_concepts(4)])
+    sonify("retrieve", "-w", work, "--device", "cpu", "-q", "--top-k", 10_000)
+    pool_size = load_pool(work, with_embeddings=False).segments.num_rows
+    topk = pq.read_table(work / "retrieve" / "search" / "topk" / "00000.parquet").to_pylist()
+    assert all(sorted(t["rows"]) == list(range(pool_size)) for t in topk)
+    assert len(read_pairs(work)) == 4
