@@ -53,6 +53,9 @@ class ClapIdentity:
         return {"model": self.model, "revision": self.revision, "dim": self.dim}
 
 
+TEXT_MAX_TOKENS = 77  # LAION CLAP tokenises captions to 77 tokens in training
+
+
 def _pad_rows(t: Any, rows: int) -> Any:
     """Append zero rows to a batch tensor up to `rows` (a no-op when already that long)."""
     import torch
@@ -119,14 +122,21 @@ class ClapEncoder:
         return np.concatenate(out) if out else np.zeros((0, self.identity.dim), np.float32)
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> (n, dim) unit vectors."""
+        """Texts -> (n, dim) unit vectors.
+
+        Tokens are padded to LAION CLAP's training length (77) and batches topped up to
+        `batch_size`, for the same reason as audio: a text's vector must not depend on its company.
+        """
         import torch
 
+        max_len = min(TEXT_MAX_TOKENS, self.processor.tokenizer.model_max_length)
         out = []
         for i in range(0, len(texts), self.batch_size):
+            batch = list(texts[i : i + self.batch_size])
             inputs = self.processor.tokenizer(
-                list(texts[i : i + self.batch_size]), padding=True, truncation=True, return_tensors="pt"
-            ).to(self.device)
+                batch, padding="max_length", max_length=max_len, truncation=True, return_tensors="pt"
+            )
+            inputs = {k: _pad_rows(v, self.batch_size).to(self.device) for k, v in inputs.items()}
             with torch.inference_mode():
-                out.append(self._features(self.model.get_text_features(**inputs)))
+                out.append(self._features(self.model.get_text_features(**inputs))[: len(batch)])
         return np.concatenate(out) if out else np.zeros((0, self.identity.dim), np.float32)

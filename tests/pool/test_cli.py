@@ -159,3 +159,15 @@ def test_clap_vectors_do_not_depend_on_batch_company(tiny_clap: Path) -> None:
     np.testing.assert_array_equal(encoder.embed_audio(clips[3:4]), together[3:4])
     np.testing.assert_array_equal(encoder.embed_audio(clips[1:3]), together[1:3])
     assert encoder.embed_audio([]).shape == (0, 16)
+
+
+def test_text_vectors_do_not_depend_on_batch_company(tiny_clap: Path) -> None:
+    texts = ["a dog barking", "rain falling on a tin roof in the distance at night", "a sine tone", "siren", "birds"]
+    encoder = ClapEncoder(str(tiny_clap), device="cpu", batch_size=4)
+    together = encoder.embed_text(texts)
+    assert together.shape == (5, 16)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(encoder.embed_text(texts[1:2]), together[1:2])
+    np.testing.assert_array_equal(encoder.embed_text(texts[4:]), together[4:])
+    assert not np.allclose(together[0], together[1])
+    assert encoder.embed_text([]).shape == (0, 16)
