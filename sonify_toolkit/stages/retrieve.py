@@ -157,6 +157,18 @@ class ConceptItems:
     counters: Counter[str] = field(default_factory=Counter)
     errors: ErrorLog = field(default_factory=ErrorLog)
 
+    def only_searched(self, searched: Mapping[str, int]) -> ConceptItems:
+        """Drop (as error rows) concepts whose text has no search result: concepts changed after the search."""
+        keep = [i for i, t in enumerate(self.texts) if t in searched]
+        if len(keep) == len(self.texts):
+            return self
+        for i in sorted(set(range(len(self.texts))) - set(keep)):
+            self.errors.add(f"{self.pair_ids[i]}#{self.index[i]}", "missing_search_result", self.texts[i])
+        out = ConceptItems(pairs=self.pairs, counters=self.counters, errors=self.errors)
+        for name in ("pair_of", "pair_ids", "index", "names", "descriptions", "texts"):
+            setattr(out, name, [getattr(self, name)[i] for i in keep])
+        return out
+
 
 def concept_items(table: pa.Table, mode: str) -> ConceptItems:
     """Pure: which (image, VLM) rows give pairs, and the text CLAP reads for each of their concepts.
@@ -428,11 +440,8 @@ class DrawParams:
 def select_sources(
     items: ConceptItems, topk: TopK, params: DrawParams
 ) -> tuple[np.ndarray, retrieval.Selection, retrieval.ItemDraws]:
-    """Algorithm 1 for every concept of `items`: (top-k table row per concept, selection, draws)."""
-    where = np.array([topk.where.get(t, -1) for t in items.texts], np.int64)
-    if (where < 0).any():
-        missing = items.texts[int(np.flatnonzero(where < 0)[0])]
-        raise RuntimeError(f"concept text {missing!r} has no search result: rerun the search stage")
+    """Algorithm 1 for every concept of `items` (all searched): (top-k row per concept, selection, draws)."""
+    where = np.array([topk.where[t] for t in items.texts], np.int64)
     draws = retrieval.item_draws(params.seed, items.pair_ids, items.index, params.lufs_min, params.lufs_max)
     sims = topk.similarity[where] if len(where) else np.zeros((0, max(1, topk.similarity.shape[1])), np.float32)
     return where, retrieval.select(sims, draws.u), draws
@@ -498,7 +507,7 @@ def reuse_assignments(
     prefs: list[list[int]] = []
     order: list[np.ndarray] = []
     for vlm_dir, shard in concept_shards(workdir):
-        items = concept_items(read_concepts(workdir, vlm_dir, shard), mode)
+        items = concept_items(read_concepts(workdir, vlm_dir, shard), mode).only_searched(topk.where)
         where, sel, draws = select_sources(items, topk, params)
         for i in range(len(items.texts)):
             prefs.append([int(topk.rows[where[i], r]) for r in retrieval.preference(sel, i)])
@@ -607,7 +616,7 @@ class RetrievePairsStage(Stage):
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
         (vlm_dir, index) = shard.items[0]
         concepts = read_concepts(Path(self.workdir), vlm_dir, index)
-        items = concept_items(concepts, self.search.concept_text)
+        items = concept_items(concepts, self.search.concept_text).only_searched(self._state["topk"].where)
         table, counters = build_pairs(
             items, self._state["topk"], self._state["pool"], self.draw_params, self._state["assigned"]
         )

@@ -78,3 +78,10 @@ def test_an_assignment_overrides_the_draw_and_keeps_its_numbers() -> None:
 def test_a_shard_without_concepts_gives_an_empty_typed_table() -> None:
     table, _ = build_pairs(items([concept_row("b", "v", [], keep=False)]), TOPK, POOL, DrawParams())
     assert table.num_rows == 0 and table.schema == schema.PAIRS
+
+
+def test_a_concept_without_search_result_is_an_error_row() -> None:
+    it = items([concept_row("a", "v", [("wind", ""), ("dog", "")])]).only_searched(TOPK.where)
+    table, _ = build_pairs(it, TOPK, POOL, DrawParams())
+    assert [s["concept"] for s in table.to_pylist()[0]["sources"]] == ["dog"]
+    assert it.errors.rows == [{"item": "a|v#0", "reason": "missing_search_result", "detail": "wind"}]

@@ -169,3 +169,10 @@ def test_top_k_larger_than_the_pool(work: Path, read_pairs: Rows) -> None:
     topk = pq.read_table(work / "retrieve" / "search" / "topk" / "00000.parquet").to_pylist()
     assert all(sorted(t["rows"]) == list(range(pool_size)) for t in topk)
     assert len(read_pairs(work)) == 4
+
+
+def test_every_image_dropped_gives_an_empty_pairs_table(work: Path, read_pairs: Rows) -> None:
+    write_concepts(work, "vlm-a", [[concept_row("logo", "v", [], keep=False)]])
+    sonify("retrieve", "-w", work, "--device", "cpu", "-q")
+    assert read_pairs(work) == []
+    assert stats(work, "pairs")["images_dropped"] == 1
