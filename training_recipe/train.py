@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from sonify_toolkit.shards import StageDir
 
 from .config import TrainConfig
+from .features import MANIFEST
 from .model import AudioPixArt, attach_audio_projector, export, load_base_transformer
-from .prepare import MANIFEST
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "train_state.json"

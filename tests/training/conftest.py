@@ -128,7 +128,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def features(tmp_path_factory: pytest.TempPathFactory, release: dict[str, Path], tiny_pixart: Path, tiny_ast: Path):
     """The prepare output for the tiny release (4 encoded pairs, 1 error row)."""
     from sonify_toolkit.runner import run_stage
-    from training_recipe.prepare import build_stage
+    from training_recipe.features import build_stage
 
     out = tmp_path_factory.mktemp("features")
     stage = build_stage(

@@ -10,7 +10,7 @@ import pytest
 from sonify_toolkit import schema
 from sonify_toolkit.runner import run_stage
 from sonify_toolkit.shards import StageDir
-from training_recipe.prepare import build_stage
+from training_recipe.features import build_stage
 
 
 def test_prepare_encodes_found_pairs_and_records_missing_image(features) -> None:
