@@ -72,7 +72,8 @@ def read_fsd50k(path: Path) -> LabelMap:
     out = LabelMap()
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            out.add(str(row["fname"]).strip(), _split(row["labels"]))
+            if row.get("fname"):  # short or blank rows carry nothing to match
+                out.add(row["fname"].strip(), _split(row.get("labels") or ""))
     return out
 
 
@@ -99,10 +100,12 @@ def read_bbc(path: Path) -> LabelMap:
     out = LabelMap()
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            labels = [row.get("description", "")]
+            if not row.get("location"):
+                continue
+            labels = [row.get("description") or ""]
             if row.get("category"):
                 labels += _split(row["category"])
-            out.add(str(row["location"]).strip(), labels)
+            out.add(row["location"].strip(), labels)
     return out
 
 

@@ -14,6 +14,7 @@ The embedding matrix row of a segment is its position in the segments table read
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 
 from .. import audio, schema
 from ..fileio import find_files, sha256_bytes, sha256_file
-from ..labels import LabelMap, read_labels
+from ..labels import LabelFileError, LabelMap, read_labels
 from ..settings import (
     AUDIO_EXTENSIONS,
     CLAP_BATCH_SIZE,
@@ -149,7 +150,20 @@ class PoolSegmentsStage(Stage):
     def plan(self) -> list[Shard]:
         if self._plan is None:
             self._plan = _plan_files(self.sources, self.files_per_shard)
+            self._load_labels()  # a bad label file stops the run here, not later inside every worker
         return self._plan
+
+    def _load_labels(self) -> None:
+        self._labels = {}
+        for name, paths in self.label_files.items():
+            merged = LabelMap()
+            for p in paths:
+                try:
+                    merged.update(read_labels(p))
+                except (LabelFileError, KeyError, UnicodeDecodeError, csv.Error) as exc:
+                    what = f"missing column {exc}" if isinstance(exc, KeyError) else str(exc)
+                    raise PoolInputError(f"collection '{name}': cannot read labels {p}: {what}") from exc
+            self._labels[name] = merged
 
     def params(self) -> dict[str, Any]:
         return {
@@ -162,12 +176,8 @@ class PoolSegmentsStage(Stage):
         }
 
     def setup(self) -> None:
-        self._labels = {}
-        for name, paths in self.label_files.items():
-            merged = LabelMap()
-            for p in paths:
-                merged.update(read_labels(p))
-            self._labels[name] = merged
+        if not self._labels and self.label_files:
+            self._load_labels()
 
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
         rows: list[dict[str, Any]] = []

@@ -113,19 +113,23 @@ def test_label_change_is_refused_until_overwrite(corpus: Path, tmp_path: Path) -
     assert by_path["tones/e_8k_u8.wav"] == ["Whistle"]
 
 
-@pytest.mark.parametrize("case", ["missing", "no_audio", "bad_assignment", "unknown_labels"])
+@pytest.mark.parametrize("case", ["missing", "no_audio", "bad_assignment", "unknown_labels", "bad_labels"])
 def test_unusable_input_is_one_line_and_exit_2(tmp_path: Path, corpus: Path, case: str) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.md").write_text("nothing to hear")
+    (tmp_path / "segments.csv").write_text("# YTID, start_seconds, end_seconds, positive_labels\n")  # no class index
     args = {
         "missing": [f"x={tmp_path / 'nope'}"],
         "no_audio": [f"x={tmp_path / 'empty'}"],
         "bad_assignment": [str(corpus)],
         "unknown_labels": [f"x={corpus}", "--labels", f"y={tmp_path / 'l.csv'}"],
+        "bad_labels": [f"x={corpus}", "--labels", f"x={tmp_path / 'segments.csv'}", "--workers", "2"],
     }[case]
     result = sonify("pool", *args, "--workdir", tmp_path / "w", "--no-embed", expect=2)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sonify pool: error:") and "Traceback" not in result.output
+    if case == "bad_labels":
+        assert "class_labels_indices.csv" in lines[0] and not (tmp_path / "w" / "pool" / "_stats").exists()
 
 
 def test_installed_entry_point(corpus: Path, tmp_path: Path) -> None:

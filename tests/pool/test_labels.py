@@ -98,3 +98,10 @@ def test_refoldered_files_match_only_unambiguous_names(tmp_path: Path) -> None:
     assert labels.lookup("new/2.flac") == ["Two"]  # re-encoded: same stem
     assert labels.lookup("new/1.wav") == []  # two candidates: refuse to guess
     assert labels.lookup("old/a/1.wav") == ["One"]
+
+
+def test_short_rows_are_skipped_not_fatal(tmp_path: Path) -> None:
+    fsd = read_labels(write(tmp_path / "dev.csv", "fname,labels,mids,split\n123\n,\n456,Dog,/m/0bt9lr,train\n"))
+    assert fsd.lookup("456.wav") == ["Dog"] and fsd.lookup("123.wav") == []
+    bbc = read_labels(write(tmp_path / "bbc.csv", "location,description,category\n,orphan,X\nb.wav\n"))
+    assert bbc.lookup("b.wav") == [] and len(bbc) == 1
