@@ -38,11 +38,12 @@ class IndexSpec:
             raise ValueError(f"unknown --index '{self.kind}' (choose: {', '.join(INDEX_KINDS)})")
 
     def as_dict(self) -> dict[str, Any]:
+        """Flat, named like the CLI options, so a recorded run can be rebuilt into its command."""
         if self.kind in ("exact", "flat"):
-            return {"kind": self.kind}
+            return {"index": self.kind}
         if self.kind == "ivf":
-            return {"kind": "ivf", "nlist": self.nlist, "nprobe": self.nprobe}
-        return {"kind": "hnsw", "hnsw_m": self.hnsw_m, "ef_search": self.ef_search}
+            return {"index": "ivf", "nlist": self.nlist, "nprobe": self.nprobe}
+        return {"index": "hnsw", "hnsw_m": self.hnsw_m, "ef_search": self.ef_search}
 
 
 class ExactIndex:

@@ -272,9 +272,9 @@ class RetrieveSearchStage(Stage):
             "pool": pool_fingerprint(Path(self.workdir)),
             "top_k": self.top_k,
             "concept_text": self.concept_text,
-            "clap_dtype": self.dtype,
+            "dtype": self.dtype,
             "text_normalization": "collapse whitespace",
-            "index": self.index.as_dict(),
+            **self.index.as_dict(),
             "texts_per_shard": self.texts_per_shard,
         }
 

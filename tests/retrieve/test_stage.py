@@ -57,6 +57,7 @@ def test_pairs_table_end_to_end(work: Path, tiny_clap: Path, read_pairs: Rows) -
             assert s["clip_lufs"] == np.float32(pool.segments.column("lufs")[row].as_py())
     params = json.loads((work / "pairs" / "_stage.json").read_text())["params"]
     assert params["clap"]["model"] == str(tiny_clap) and params["top_k"] == 16 and params["seed"] == 0
+    assert params["index"] == "exact" and params["concept_text"] == "description" and params["lufs_min"] == -24
     usage = json.loads((work / "pairs" / "usage.json").read_text())
     assert usage["sources"] == sum(len(p["sources"]) for p in pairs)
     assert stats(work, "retrieve/search")["texts"] == len(TEXTS)  # each distinct text searched once
