@@ -290,26 +290,43 @@ class PoolEmbedStage(Stage):
         for i, row in enumerate(segs):
             by_file[(row["source"], row["path"])].append(i)
         win48 = int(CLAP_SAMPLE_RATE * SEGMENT_SECONDS)
-        clips: list[np.ndarray] = [np.zeros(win48, np.float32)] * len(segs)
+        emb = np.zeros((len(segs), self._encoder.identity.dim), np.float32)  # failed rows stay zero: never rank high
         errors = ErrorLog()
-        failed: list[int] = []
+        pending: list[tuple[int, np.ndarray]] = []  # clips wait for a full batch: memory stays one batch
+
+        def flush(all_of_it: bool = False) -> None:
+            while pending and (all_of_it or len(pending) >= self._encoder.batch_size):
+                batch, pending[:] = pending[: self._encoder.batch_size], pending[self._encoder.batch_size :]
+                emb[[i for i, _ in batch]] = self._encoder.embed_audio([c for _, c in batch])
+
+        def fail(idxs: list[int], reason: str, detail: str) -> None:
+            for i in idxs:
+                errors.add(segs[i]["clip_id"], reason, detail)
+
         for (source, rel), idxs in by_file.items():
             try:
-                mono48 = audio.load_standard(Path(self.sources[source]) / rel, CLAP_SAMPLE_RATE)
-            except (OSError, audio.AudioDecodeError) as exc:
-                for i in idxs:  # keep row alignment: a zero vector never ranks high
-                    errors.add(segs[i]["clip_id"], "embed_decode_failed", str(exc))
-                failed.extend(idxs)
+                data = (Path(self.sources[source]) / rel).read_bytes()
+            except OSError as exc:
+                fail(idxs, "embed_read_failed", str(exc))
                 continue
-            for i in idxs:
-                clips[i] = audio.window(mono48, segs[i]["segment"], win48)[0]
+            if sha256_bytes(data) != segs[idxs[0]]["source_sha256"]:
+                fail(
+                    idxs, "source_changed", "the file changed since its segments were measured: rerun with --overwrite"
+                )
+                continue
+            try:
+                mono48 = audio.load_standard(data, CLAP_SAMPLE_RATE)
+            except audio.AudioDecodeError as exc:
+                fail(idxs, "embed_decode_failed", str(exc))
+                continue
+            pending.extend((i, audio.window(mono48, segs[i]["segment"], win48)[0]) for i in idxs)
+            flush()
             if on_item:
                 on_item(1)
-        emb = self._encoder.embed_audio(clips) if clips else np.zeros((0, self._encoder.identity.dim), np.float32)
-        emb[failed] = 0.0
+        flush(all_of_it=True)
         return ShardResult(
             tables={"errors": errors.table()},
-            arrays={"embeddings": emb.astype(np.float32)},
+            arrays={"embeddings": emb},
             counters={"embedded_segments": len(segs) - len(errors.rows)},
             errors=dict(errors.counts),
             items=len(shard.items),

@@ -13,9 +13,10 @@ import faiss
 import numpy as np
 import pytest
 
-from sonify_toolkit import audio
+from sonify_toolkit import audio, schema
 from sonify_toolkit.models.clap import ClapEncoder
 from sonify_toolkit.settings import CLAP_SAMPLE_RATE, SEGMENT_SECONDS
+from sonify_toolkit.shards import StageDir
 from sonify_toolkit.stages.pool import load_pool, pool_dir
 from tests.pool.cli_helpers import embeddings, errors, manifest, segments, sonify
 from tests.pool.corpus import BAD
@@ -175,3 +176,20 @@ def test_text_vectors_do_not_depend_on_batch_company(tiny_clap: Path) -> None:
     np.testing.assert_array_equal(encoder.embed_text(texts[4:]), together[4:])
     assert not np.allclose(together[0], together[1])
     assert encoder.embed_text([]).shape == (0, 16)
+
+
+def test_a_file_changed_between_segments_and_embeddings_is_an_error_row(tiny_clap: Path, tmp_path: Path) -> None:
+    from tests.pool.conftest import write_tone
+
+    root = tmp_path / "sounds"
+    write_tone(root / "a.wav", 440, 16_000, 7.0)
+    write_tone(root / "b.flac", 880, 44_100, 3.0)
+    work = tmp_path / "w"
+    sonify("pool", f"s={root}", "--workdir", work, "--no-embed", "-q")
+    write_tone(root / "a.wav", 660, 16_000, 7.0)  # replaced after its segments were measured
+    out = sonify("pool", f"s={root}", "--workdir", work, "--clap", tiny_clap, "--batch-size", "4", "-q").stdout
+    assert "source_changed" in out
+    clap_errors = StageDir(pool_dir(work) / "clap").read_table("errors", schema.ERRORS).to_pylist()
+    assert [(e["item"], e["reason"]) for e in clap_errors] == [(f"s/a.wav#{i}", "source_changed") for i in (0, 1)]
+    emb = embeddings(work)
+    assert emb.shape == (3, 16) and not emb[:2].any() and np.linalg.norm(emb[2]) == pytest.approx(1.0, abs=1e-5)
