@@ -645,6 +645,11 @@ class RetrievePairsStage(Stage):
             "clip reuse": f"max {usage['max_reuse']}, p99 {usage['p99_reuse']:.1f}, "
             f"mean {usage['mean_reuse']:.2f}, Gini {usage['gini']:.3f}",
         }
+        counters: Counter[str] = Counter()
+        for st in sd.stats():
+            counters.update(st.get("counters", {}))
+        if counters["sources"]:
+            facts["candidates per concept"] = f"{counters['candidates_total'] / counters['sources']:.2f} on average"
         if self.max_reuse is not None:
             over = sum(max(0, n - self.max_reuse) for n in Counter(clip_ids).values())
             facts["reuse cap"] = f"{self.max_reuse} per clip; {over:,} sources over it (every candidate already full)"

@@ -33,7 +33,7 @@ def stats(work: Path, stage: str) -> dict[str, int]:
 def test_pairs_table_end_to_end(work: Path, tiny_clap: Path, read_pairs: Rows) -> None:
     rows = sample_concepts()
     write_concepts(work, "vlm-a", [rows[:7], rows[7:]])
-    sonify("retrieve", "-w", work, "--device", "cpu", "-q")
+    out = sonify("retrieve", "-w", work, "--device", "cpu", "-q")
     pairs = read_pairs(work)
     assert [p["pair_id"] for p in pairs] == sorted(f"img{i:03d}|tiny/vlm-a" for i in range(12))
     counters = stats(work, "pairs")
@@ -60,6 +60,7 @@ def test_pairs_table_end_to_end(work: Path, tiny_clap: Path, read_pairs: Rows) -
     assert params["index"] == "exact" and params["concept_text"] == "description" and params["lufs_min"] == -24
     usage = json.loads((work / "pairs" / "usage.json").read_text())
     assert usage["sources"] == sum(len(p["sources"]) for p in pairs)
+    assert "candidates per concept" in out.output
     assert stats(work, "retrieve/search")["texts"] == len(TEXTS)  # each distinct text searched once
 
 
