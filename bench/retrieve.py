@@ -48,13 +48,17 @@ def make_items(texts: list[str]) -> ConceptItems:
 
 def product_path(
     texts: list[str], vectors_of: dict[str, np.ndarray], pool: np.ndarray, index: object, k: int, cols: PoolColumns
-) -> int:
+) -> tuple[int, dict[str, float]]:
+    t0 = time.perf_counter()
     distinct = sorted(set(texts))
     queries = np.stack([vectors_of[t] for t in distinct])
+    t1 = time.perf_counter()
     sims, rows = search(index, queries, k, pool)
+    t2 = time.perf_counter()
     topk = TopK(where={t: i for i, t in enumerate(distinct)}, rows=rows, similarity=sims)
     table, _ = build_pairs(make_items(texts), topk, cols, DrawParams())
-    return table.num_rows
+    t3 = time.perf_counter()
+    return table.num_rows, {"dedup": t1 - t0, "search": t2 - t1, "draws and rows": t3 - t2}
 
 
 def floor(queries: np.ndarray, pool: np.ndarray, block: int = 2048) -> None:
@@ -105,7 +109,7 @@ def main() -> None:
     t0 = time.perf_counter()
     index = build_index(pool, IndexSpec("exact"))
     t1 = time.perf_counter()
-    made = product_path(texts, vectors_of, pool, index, args.top_k, cols)
+    made, phases = product_path(texts, vectors_of, pool, index, args.top_k, cols)
     t_product = time.perf_counter() - t1
     t_index = t1 - t0
     rss_product = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -125,6 +129,7 @@ def main() -> None:
     print(f"pool {args.pool:,} x {args.dim}, {args.concepts:,} concepts ({len(queries):,} distinct), k={args.top_k}")
     print(f"floor (one float32 matmul, distinct x pool)  {t_floor:8.2f} s")
     print(f"sonify retrieve path (dedup+search+draw+rows) {t_product:8.2f} s  = {t_product / t_floor:.2f} x floor")
+    print("  phases: " + ", ".join(f"{name} {sec:.2f} s" for name, sec in phases.items()))
     print(f"  + index set-up                               {t_index:8.2f} s  = {total / t_floor:.2f} x floor")
     print(
         f"naive per-concept numpy (no dedup)            {t_naive:8.2f} s  (timed on {len(sample)} concepts, scaled)"
