@@ -95,6 +95,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="print the stage's top functions (cProfile)")
+    ap.add_argument(
+        "--compare-pyloudnorm",
+        action="store_true",
+        help="also time the stage measuring each window with pyloudnorm alone (the path before loudness_rows)",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sonify-bench-pool-") as tmp:
@@ -114,6 +119,16 @@ def main() -> None:
         print(f"floor (decode + resample): {f_cpu:6.2f} s CPU {f_wall:6.2f} s wall  {segments / f_cpu:8.1f} seg/s/core")
         print(f"stage (pool segments):     {s_cpu:6.2f} s CPU {s_wall:6.2f} s wall  {segments / s_cpu:8.1f} seg/s/core")
         print(f"ratio stage/floor: {s_cpu / f_cpu:.2f}x CPU ({s_wall / f_wall:.2f}x wall)")
+        if args.compare_pyloudnorm:
+            vectorised = audio.loudness_rows
+            audio.loudness_rows = lambda w, sr=16_000, chunk_rows=64: np.array([audio.loudness(r, sr) for r in w])
+            try:
+                p_cpu, p_wall, _ = timed(lambda: stage_pass(stage, rels), args.repeats)
+            finally:
+                audio.loudness_rows = vectorised
+            rate = segments / p_cpu
+            print(f"stage, pyloudnorm per window: {p_cpu:6.2f} s CPU {p_wall:6.2f} s wall  {rate:8.1f} seg/s/core")
+            print(f"ratio with pyloudnorm per window: {p_cpu / f_cpu:.2f}x CPU")
         total = sum(phases.values())
         shares = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(phases.items()))
         print(f"stage phases (wall, best repeat): {shares}")
