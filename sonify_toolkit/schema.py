@@ -80,6 +80,17 @@ PAIRS = pa.schema(
     ]
 )
 
+# --- render: one row per pair source that could not be used (the summary lists them per collection) -
+MISSING = pa.schema(
+    [
+        pa.field("pair_id", pa.string(), nullable=False),
+        pa.field("source_index", pa.int32(), nullable=False),
+        pa.field("collection", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+
 # --- rendered audio index: one row per pair ------------------------------------------------------
 RENDERED = pa.schema(
     [

@@ -39,6 +39,7 @@ PAIRS_PER_SHARD = 10_000
 # --- render ------------------------------------------------------------------------------------
 RENDER_FORMAT = "flac"
 PAIRS_PER_RENDER_SHARD = 1000
+RENDER_CACHE_MB = 512  # ours: decoded 16 kHz float32 files kept per worker (~28 min of audio)
 
 # --- extraction: prompt and engines (paper 3.2, A.2; see stages/extract.py) -----------------------
 # The paper's final prompt (its Figure 2) is not published; ours is built from the failure cases it

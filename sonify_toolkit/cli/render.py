@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_FORMAT
-from ..stages.render import FORMATS, RENDER_CACHE_MB, RenderStage, check_output_dir
+from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_CACHE_MB, RENDER_FORMAT
+from ..stages.render import FORMATS, RenderStage, check_output_dir
 from .common import (
     CliError,
     ExecutorOpt,

@@ -39,24 +39,19 @@ import pyarrow as pa
 from .. import audio, schema
 from ..fileio import UnsafePathError, safe_join, sha256_bytes
 from ..pair_source import PairSource, open_pairs
-from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_FORMAT, SAMPLE_RATE, SEGMENT_FRAMES, SEGMENT_SECONDS
+from ..settings import (
+    PAIRS_PER_RENDER_SHARD,
+    RENDER_CACHE_MB,
+    RENDER_FORMAT,
+    SAMPLE_RATE,
+    SEGMENT_FRAMES,
+    SEGMENT_SECONDS,
+)
 from ..shards import StageDir, atomic_write_bytes
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer
 
 FORMATS = ("flac", "wav", "hf")
-RENDER_CACHE_MB = 512  # ours: decoded 16 kHz float32 files kept per worker (~28 min of audio)
 PEAK_CEILING = 1.0  # full scale: a mix whose peak exceeds it is scaled down as a whole
-
-# One row per source that could not be used: what the summary lists per collection.
-MISSING = pa.schema(
-    [
-        pa.field("pair_id", pa.string(), nullable=False),
-        pa.field("source_index", pa.int32(), nullable=False),
-        pa.field("collection", pa.string()),
-        pa.field("path", pa.string()),
-        pa.field("reason", pa.string(), nullable=False),
-    ]
-)
 
 Roots = Mapping[str, "str | Path"]
 
@@ -426,7 +421,7 @@ class RenderStage(Stage):
         tables = {
             "index": schema.table([r for r in index if r is not None], schema.RENDERED),
             "errors": errors.table(),
-            "missing": schema.table(missing, MISSING),
+            "missing": schema.table(missing, schema.MISSING),
         }
         if self.format == "hf":
             feats = hf_features()
@@ -444,7 +439,7 @@ class RenderStage(Stage):
         idx = sd.read_table("index", schema.RENDERED)
         status = Counter(idx.column("status").to_pylist())
         facts: dict[str, Any] = {"rendered": f"{status.pop('ok', 0):,} of {idx.num_rows:,} pairs"}
-        facts.update(missing_summary(sd.read_table("missing", MISSING)))
+        facts.update(missing_summary(sd.read_table("missing", schema.MISSING)))
         if self.format == "hf":
             write_dataset_card(sd.path)
             facts["dataset"] = f"{sd.path} (datasets.load_dataset-ready, audio as FLAC bytes)"
