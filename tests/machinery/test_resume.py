@@ -64,3 +64,29 @@ def test_sigkill_mid_run_then_rerun(long_corpus: Path, tmp_path: Path) -> None:
     assert f"{12 - len(done)} done now, {len(done)} skipped" in out
     assert segments(killed).equals(segments(clean))
     assert shard_files(killed) == shard_files(clean)
+
+
+def test_embeddings_resume_to_the_same_bytes(corpus: Path, tiny_clap: Path, tmp_path: Path) -> None:
+    args = [
+        "pool",
+        f"syn={corpus}",
+        "--workdir",
+        tmp_path,
+        "--clap",
+        tiny_clap,
+        "--batch-size",
+        "4",
+        "--shard-size",
+        "3",
+    ]
+    sonify(*args, "-q")
+    before = shard_files(tmp_path)
+    clap = StageDir(pool_dir(tmp_path) / "clap")
+    clap.stats_path(1).unlink()  # killed after its embeddings were written, before its stats
+    clap.stats_path(3).unlink()
+    clap.array_path("embeddings", 3).write_bytes(b"\x93NUMPY half")  # killed while replacing the array
+    (clap.path / "embeddings" / ".00003.npy.89ab.tmp").write_bytes(b"\x93NUMPY")
+    (clap.path / "index.faiss").unlink()
+    out = sonify(*args, "-q").stdout
+    assert "0 done now, 5 skipped" in out and "2 done now, 3 skipped" in out  # segments kept, two embed shards redone
+    assert shard_files(tmp_path) == before
