@@ -158,3 +158,27 @@ def test_long_files_are_measured_in_bounded_passes_with_the_same_result() -> Non
         win, _ = audio.window(x, r["segment"])
         assert r["lufs"] == pytest.approx(audio.loudness(win), abs=1e-9)
         assert r["peak"] == pytest.approx(audio.peak(win))
+
+
+@pytest.mark.parametrize(
+    ("sr", "channels", "subtype"), [(44_100, 2, "PCM_24"), (48_000, 1, "FLOAT"), (8_000, 1, "PCM_16")]
+)
+def test_a_minus_23_lufs_sine_file_reads_minus_23(tmp_path: Path, sr: int, channels: int, subtype: str) -> None:
+    """End to end through decode, downmix and resampling: a 1 kHz sine at -23 LUFS reads -23.0 +- 0.1.
+
+    The sine's level is set at 48 kHz, the rate BS.1770 is specified at (K-weighting designed for
+    8 kHz warps near its Nyquist, so "-23 LUFS" must not be measured there)."""
+    import soundfile as sf
+
+    from sonify_toolkit import audio
+
+    ref = np.sin(2 * np.pi * 1000 * np.arange(10 * 48_000) / 48_000).astype(np.float32)
+    gain = audio.db_to_gain(-23.0 - audio.loudness(ref, 48_000))
+    x = (gain * np.sin(2 * np.pi * 1000 * np.arange(10 * sr) / sr)).astype(np.float32)
+    sf.write(tmp_path / "ref.wav", np.stack([x] * channels, axis=1) if channels > 1 else x, sr, subtype=subtype)
+    stage = PoolSegmentsStage({"ref": str(tmp_path)})
+    stage.setup()
+    rows = stage.process(Shard(0, (("ref", "ref.wav"),))).tables["segments"].to_pylist()
+    assert [r["segment"] for r in rows] == [0, 1]
+    for r in rows:
+        assert r["lufs"] == pytest.approx(-23.0, abs=0.1)
