@@ -27,23 +27,16 @@ import typer
 
 from sonify_toolkit.cli.common import (
     CliError,
-    ExecutorOpt,
-    NumShards,
-    Overwrite,
-    Quiet,
-    RayAddress,
-    ShardIndex,
-    Workers,
-    one_line_errors,
+    RunOptions,
     parse_assignments,
-    run_and_report,
+    stage_command,
 )
 from sonify_toolkit.models.ast import DEFAULT_AST
 
 from .features import DEFAULT_BASE, PAIRS_PER_SHARD, build_stage
 
 
-@one_line_errors("prepare")
+@stage_command("prepare")
 def prepare(
     dataset: Annotated[str, typer.Option("--dataset", help="Release folder, a parquet file, or a Hub dataset id.")],
     images: Annotated[Path, typer.Option("--images", help="SA-1B root: image files or .tar shards below it.")],
@@ -63,13 +56,8 @@ def prepare(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1)] = PAIRS_PER_SHARD,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N pairs (by pair_id).")] = None,
-    workers: Workers = 1,
-    num_shards: NumShards = None,
-    shard_index: ShardIndex = None,
-    overwrite: Overwrite = False,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddress = None,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """AST features and VAE latents for every released pair whose image and audio are available locally."""
     if (audio_dir is None) == (not source):
@@ -89,17 +77,7 @@ def prepare(
         shard_size=shard_size,
         limit=limit,
     )
-    summary = run_and_report(
-        stage,
-        out,
-        workers=workers,
-        num_shards=num_shards,
-        shard_index=shard_index,
-        overwrite=overwrite,
-        executor=executor,
-        ray_address=ray_address,
-        quiet=quiet,
-    )
+    summary = run.run(stage, out)
     if summary.finalized:
         print(json.dumps(summary.facts))
 

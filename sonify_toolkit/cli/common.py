@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -75,25 +77,67 @@ def parse_assignments(values: list[str] | None, what: str) -> dict[str, list[str
     return out
 
 
-def run_and_report(
-    stage: Stage,
-    workdir: Path,
-    *,
-    workers: int,
-    num_shards: int | None,
-    shard_index: int | None,
-    overwrite: bool,
-    executor: str = "local",
-    ray_address: str | None = None,
-    quiet: bool = False,
-) -> RunSummary:
-    summary = run_stage(
-        stage,
-        workdir,
-        make_executor(executor, workers, address=ray_address),
-        ShardSelection.resolve(num_shards, shard_index),
-        overwrite=overwrite,
-        show_progress=not quiet,
-    )
-    print_summary(summary, Console())
-    return summary
+@dataclass(frozen=True)
+class RunOptions:
+    """How and where a stage command runs its shards: the options every stage command shares."""
+
+    workers: int = 1
+    num_shards: int | None = None
+    shard_index: int | None = None
+    overwrite: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    quiet: bool = False
+
+    def run(self, stage: Stage, workdir: Path) -> RunSummary:
+        """Run (or resume) the stage and print its one-screen summary."""
+        summary = run_stage(
+            stage,
+            workdir,
+            make_executor(self.executor, self.workers, address=self.ray_address),
+            ShardSelection.resolve(self.num_shards, self.shard_index),
+            overwrite=self.overwrite,
+            show_progress=not self.quiet,
+        )
+        print_summary(summary, Console())
+        return summary
+
+
+RUN_OPTIONS: dict[str, Any] = {
+    "workers": Workers,
+    "num_shards": NumShards,
+    "shard_index": ShardIndex,
+    "overwrite": Overwrite,
+    "executor": ExecutorOpt,
+    "ray_address": RayAddress,
+    "quiet": Quiet,
+}
+
+
+def stage_command(command: str) -> Callable[[F], F]:
+    """Decorate `fn(..., run: RunOptions)`: the CLI gets the shared run options, `fn` gets them as one object.
+
+    The shared options are declared once here rather than in every command's signature; Typer reads
+    the combined signature, and the command gets the one-line error policy too.
+    """
+
+    def wrap(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "run"]
+        defaults = RunOptions()
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, name), annotation=hint)
+            for name, hint in RUN_OPTIONS.items()
+        ]
+
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            run = RunOptions(**{name: kwargs.pop(name) for name in RUN_OPTIONS if name in kwargs})
+            return fn(*args, run=run, **kwargs)
+
+        params = own + shared
+        inner.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        inner.__annotations__ = {p.name: p.annotation for p in params} | {"return": sig.return_annotation}
+        return one_line_errors(command)(inner)  # type: ignore[arg-type]
+
+    return wrap

@@ -25,20 +25,13 @@ from ..settings import (
 from ..stages.extract import ExtractStage
 from .common import (
     CliError,
-    ExecutorOpt,
-    NumShards,
-    Overwrite,
-    Quiet,
-    RayAddress,
-    ShardIndex,
+    RunOptions,
     Workdir,
-    Workers,
-    one_line_errors,
-    run_and_report,
+    stage_command,
 )
 
 
-@one_line_errors("extract")
+@stage_command("extract")
 def extract(
     images: Annotated[
         list[str] | None,
@@ -103,13 +96,8 @@ def extract(
     max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="openai engine: retries per request.")] = (
         OPENAI_MAX_RETRIES
     ),
-    workers: Workers = 1,
-    num_shards: NumShards = None,
-    shard_index: ShardIndex = None,
-    overwrite: Overwrite = False,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddress = None,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Ask vision-language models for the sounding concepts visible in each image; drop non-sonic images."""
     if not images and not hf_dataset:
@@ -145,14 +133,4 @@ def extract(
             timeout=timeout,
             max_retries=max_retries,
         )
-        run_and_report(
-            stage,
-            workdir,
-            workers=workers,
-            num_shards=num_shards,
-            shard_index=shard_index,
-            overwrite=overwrite,
-            executor=executor,
-            ray_address=ray_address,
-            quiet=quiet,
-        )
+        run.run(stage, workdir)

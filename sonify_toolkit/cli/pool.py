@@ -11,21 +11,14 @@ from ..settings import CLAP_BATCH_SIZE, DEFAULT_CLAP, DEFAULT_WORKDIR, POOL_FILE
 from ..stages.pool import PoolEmbedStage, PoolSegmentsStage
 from .common import (
     CliError,
-    ExecutorOpt,
-    NumShards,
-    Overwrite,
-    Quiet,
-    RayAddress,
-    ShardIndex,
+    RunOptions,
     Workdir,
-    Workers,
-    one_line_errors,
     parse_assignments,
-    run_and_report,
+    stage_command,
 )
 
 
-@one_line_errors("pool")
+@stage_command("pool")
 def pool(
     collections: Annotated[
         list[str], typer.Argument(help="Sound collections as NAME=ROOT (e.g. fsd50k=/data/FSD50K).")
@@ -43,13 +36,8 @@ def pool(
     dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="CLAP batch size.")] = CLAP_BATCH_SIZE,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Files per shard.")] = POOL_FILES_PER_SHARD,
-    workers: Workers = 1,
-    num_shards: NumShards = None,
-    shard_index: ShardIndex = None,
-    overwrite: Overwrite = False,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddress = None,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Index sound collections into 5-s, 16 kHz mono segments with loudness, checksums, labels and CLAP vectors."""
     roots = parse_assignments(collections, "a collection")
@@ -61,17 +49,8 @@ def pool(
     unknown = set(label_files) - set(sources)
     if unknown:
         raise CliError(f"--labels names unknown collection(s): {', '.join(sorted(unknown))}")
-    common = dict(
-        workers=workers,
-        num_shards=num_shards,
-        shard_index=shard_index,
-        overwrite=overwrite,
-        executor=executor,
-        ray_address=ray_address,
-        quiet=quiet,
-    )
     segments = PoolSegmentsStage(sources, label_files, files_per_shard=shard_size)
-    run_and_report(segments, workdir, **common)
+    run.run(segments, workdir)
     if no_embed:
         return
     embed = PoolEmbedStage(
@@ -83,4 +62,4 @@ def pool(
         files_per_shard=shard_size,
         workdir=str(workdir),
     )
-    run_and_report(embed, workdir, **common)
+    run.run(embed, workdir)

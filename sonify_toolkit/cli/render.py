@@ -11,20 +11,13 @@ from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_CACHE_MB, RENDER_FORMAT
 from ..stages.render import FORMATS, RenderStage, check_output_dir
 from .common import (
     CliError,
-    ExecutorOpt,
-    NumShards,
-    Overwrite,
-    Quiet,
-    RayAddress,
-    ShardIndex,
-    Workers,
-    one_line_errors,
+    RunOptions,
     parse_assignments,
-    run_and_report,
+    stage_command,
 )
 
 
-@one_line_errors("render")
+@stage_command("render")
 def render(
     pairs: Annotated[str, typer.Argument(help="Pairs folder (W/pairs), release folder, or hf://ORG/NAME.")],
     source: Annotated[list[str], typer.Option("--source", help="Local copy of a collection as NAME=ROOT; repeatable.")],
@@ -37,13 +30,8 @@ def render(
         int, typer.Option("--cache-mb", min=0, help="Decoded-file cache per worker (MB).")
     ] = RENDER_CACHE_MB,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Pairs per shard.")] = PAIRS_PER_RENDER_SHARD,
-    workers: Workers = 1,
-    num_shards: NumShards = None,
-    shard_index: ShardIndex = None,
-    overwrite: Overwrite = False,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddress = None,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Rebuild each pair's 5-s, 16 kHz mono mix: verify, decode, loudness-normalise and sum its sources."""
     roots = parse_assignments(source, "--source")
@@ -62,14 +50,4 @@ def render(
         pairs_per_shard=shard_size,
         cache_mb=cache_mb,
     )
-    run_and_report(
-        stage,
-        out,
-        workers=workers,
-        num_shards=num_shards,
-        shard_index=shard_index,
-        overwrite=overwrite,
-        executor=executor,
-        ray_address=ray_address,
-        quiet=quiet,
-    )
+    run.run(stage, out)

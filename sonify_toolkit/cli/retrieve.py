@@ -13,20 +13,13 @@ from ..shards import StageDir
 from ..stages.retrieve import RetrievePairsStage, RetrieveSearchStage, pool_clap
 from ..vector_index import IndexSpec
 from .common import (
-    ExecutorOpt,
-    NumShards,
-    Overwrite,
-    Quiet,
-    RayAddress,
-    ShardIndex,
+    RunOptions,
     Workdir,
-    Workers,
-    one_line_errors,
-    run_and_report,
+    stage_command,
 )
 
 
-@one_line_errors("retrieve")
+@stage_command("retrieve")
 def retrieve(
     workdir: Workdir = Path(DEFAULT_WORKDIR),
     clap: Annotated[
@@ -55,13 +48,8 @@ def retrieve(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (auto: cuda when present).")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="CLAP text batch size.")] = CLAP_BATCH_SIZE,
-    workers: Workers = 1,
-    num_shards: NumShards = None,
-    shard_index: ShardIndex = None,
-    overwrite: Overwrite = False,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddress = None,
-    quiet: Quiet = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Pick one pool segment per sounding concept (SSR, top-k threshold, random draw) and write the pairs table."""
     search = RetrieveSearchStage(
@@ -77,20 +65,11 @@ def retrieve(
     pairs = RetrievePairsStage(
         workdir=str(workdir), search=search, seed=seed, lufs_min=lufs_min, lufs_max=lufs_max, max_reuse=max_reuse
     )
-    common = dict(
-        workers=workers,
-        num_shards=num_shards,
-        shard_index=shard_index,
-        overwrite=overwrite,
-        executor=executor,
-        ray_address=ray_address,
-        quiet=quiet,
-    )
-    run_and_report(search, workdir, **common)
+    run.run(search, workdir)
     if not StageDir(search.output_dir(workdir)).all_complete():
         Console().print(
             "[yellow]note:[/] the search shards of other machines are not complete yet; "
             "rerun `sonify retrieve` with the same options once they are, to draw the pairs"
         )
         return
-    run_and_report(pairs, workdir, **common)
+    run.run(pairs, workdir)
