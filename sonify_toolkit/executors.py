@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -101,6 +102,8 @@ _WORKER_STAGE: Stage | None = None
 def _init_worker(stage: Stage) -> None:
     global _WORKER_STAGE
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: workers are the parallelism
+    if "torch" in sys.modules:  # already imported (by unpickling the stage): the variable came too late
+        sys.modules["torch"].set_num_threads(1)
     stage.setup()
     _WORKER_STAGE = stage
 

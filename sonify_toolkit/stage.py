@@ -37,6 +37,20 @@ class Resources:
     num_gpus: float = 0.0
 
 
+def model_resources(device: str) -> Resources:
+    """One model worker's needs: a GPU when its model runs on CUDA (asked for, or `auto` on a GPU machine).
+
+    Ray sizes its actors from this, so `--executor ray` puts one model on each GPU of the cluster.
+    """
+    if device.startswith("cuda"):
+        return Resources(num_cpus=1, num_gpus=1)
+    if device in ("auto", ""):
+        import torch
+
+        return Resources(num_cpus=1, num_gpus=1 if torch.cuda.is_available() else 0)
+    return Resources(num_cpus=1)
+
+
 @dataclass
 class ShardResult:
     tables: dict[str, pa.Table]

@@ -16,7 +16,17 @@ import pyarrow as pa
 
 from sonify_toolkit.models.ast import DEFAULT_AST
 from sonify_toolkit.shards import atomic_write_json
-from sonify_toolkit.stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
+from sonify_toolkit.stage import (
+    ErrorLog,
+    ItemCallback,
+    Resources,
+    Shard,
+    ShardResult,
+    Stage,
+    StatsTimer,
+    chunk,
+    model_resources,
+)
 
 from . import data
 
@@ -80,13 +90,7 @@ class PrepareStage(Stage):
     @property  # type: ignore[override]
     def resources(self) -> Resources:
         """One GPU per worker when encoding on CUDA (AST + VAE), else one CPU."""
-        if self.device.startswith("cuda"):
-            return Resources(num_cpus=1, num_gpus=1)
-        if self.device == "auto":
-            import torch
-
-            return Resources(num_cpus=1, num_gpus=1 if torch.cuda.is_available() else 0)
-        return Resources(num_cpus=1)
+        return model_resources(self.device)
 
     def output_dir(self, workdir: Path) -> Path:
         return Path(workdir)

@@ -34,7 +34,14 @@ def pool(
     ] = False,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (auto: cuda when present).")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="CLAP batch size.")] = CLAP_BATCH_SIZE,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="CLAP batch size (keep it fixed within a run: vectors are exact per batch shape).",
+        ),
+    ] = CLAP_BATCH_SIZE,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Files per shard.")] = POOL_FILES_PER_SHARD,
     *,
     run: RunOptions,

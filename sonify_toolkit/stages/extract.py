@@ -43,7 +43,7 @@ from ..settings import (
     VLM_MAX_NEW_TOKENS,
 )
 from ..shards import StageDir
-from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
+from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk, model_resources
 
 MANIFEST_SUFFIXES = (".parquet", ".csv")
 DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
@@ -158,8 +158,7 @@ class ExtractStage(Stage):
     @property  # type: ignore[override]
     def resources(self) -> Resources:
         """One GPU per worker for the in-process engine on CUDA; the openai engine only waits on HTTP."""
-        if self.engine != "transformers":
-            return Resources(num_cpus=1)
+        return model_resources(self.device) if self.engine == "transformers" else Resources(num_cpus=1)
         if self.device.startswith("cuda"):
             return Resources(num_cpus=1, num_gpus=1)
         if self.device == "auto":

@@ -40,7 +40,7 @@ from ..settings import (
     SILENCE_LUFS,
 )
 from ..shards import StageDir, atomic_write_json
-from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
+from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk, model_resources
 
 
 class PoolInputError(ValueError):
@@ -253,7 +253,10 @@ class PoolEmbedStage(Stage):
     workdir: str = "."
 
     name = "pool-embed"
-    resources = Resources(num_cpus=1, num_gpus=0)
+
+    @property  # type: ignore[override]
+    def resources(self) -> Resources:
+        return model_resources(self.device)
 
     def __post_init__(self) -> None:
         self._encoder: Any = None
@@ -274,7 +277,16 @@ class PoolEmbedStage(Stage):
         return self._plan
 
     def params(self) -> dict[str, Any]:
-        return {"model": self.model, "clap_sample_rate": CLAP_SAMPLE_RATE, "segment_seconds": SEGMENT_SECONDS}
+        from ..models.clap import pick_device, torch_dtype
+
+        # the resolved precision: fp32 (CPU) and bf16 (GPU) vectors must never share one index
+        dtype = str(torch_dtype(self.dtype, pick_device(self.device))).removeprefix("torch.")
+        return {
+            "model": self.model,
+            "dtype": dtype,
+            "clap_sample_rate": CLAP_SAMPLE_RATE,
+            "segment_seconds": SEGMENT_SECONDS,
+        }
 
     def setup(self) -> None:
         from ..models.clap import ClapEncoder

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from .. import retrieval, schema
 from ..settings import CLAP_BATCH_SIZE, LUFS_MAX, LUFS_MIN, SEED, TOP_K
 from ..shards import StageDir, atomic_write_json, atomic_write_table, fingerprint
-from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, chunk
+from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, chunk, model_resources
 from ..text_cache import TextVectorCache
 from ..usage import clip_usage
 from ..vector_index import IndexSpec, build_index, exact_topk, recall_at_k, search
@@ -243,7 +243,10 @@ class RetrieveSearchStage(Stage):
     texts_per_shard: int = TEXTS_PER_SHARD
 
     name = "retrieve-search"
-    resources = Resources(num_cpus=1, num_gpus=0)
+
+    @property  # type: ignore[override]
+    def resources(self) -> Resources:
+        return model_resources(self.device)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
