@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--concepts", type=int, default=20_000)
     ap.add_argument("--distinct", type=int, default=10_000)
     ap.add_argument("--top-k", type=int, default=16)
+    ap.add_argument("--index", default="exact", help="exact (matmul + torch.topk) or flat (faiss IndexFlatIP)")
     ap.add_argument("--naive-sample", type=int, default=300, help="concepts timed for the naive baseline")
     args = ap.parse_args()
 
@@ -107,7 +108,7 @@ def main() -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     t0 = time.perf_counter()
-    index = build_index(pool, IndexSpec("exact"))
+    index = build_index(pool, IndexSpec(args.index))
     t1 = time.perf_counter()
     made, phases = product_path(texts, vectors_of, pool, index, args.top_k, cols)
     t_product = time.perf_counter() - t1
@@ -126,7 +127,10 @@ def main() -> None:
     t_naive = (time.perf_counter() - t0) * len(texts) / len(sample)
 
     total = t_product + t_index
-    print(f"pool {args.pool:,} x {args.dim}, {args.concepts:,} concepts ({len(queries):,} distinct), k={args.top_k}")
+    print(
+        f"pool {args.pool:,} x {args.dim}, {args.concepts:,} concepts ({len(queries):,} distinct), "
+        f"k={args.top_k}, index {args.index}"
+    )
     print(f"floor (one float32 matmul, distinct x pool)  {t_floor:8.2f} s")
     print(f"sonify retrieve path (dedup+search+draw+rows) {t_product:8.2f} s  = {t_product / t_floor:.2f} x floor")
     print("  phases: " + ", ".join(f"{name} {sec:.2f} s" for name, sec in phases.items()))
