@@ -29,4 +29,4 @@ bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) sonify-work .pytest_cache
+	rm -rf $(VENV) sonify-work sonify-demo artifacts .pytest_cache
