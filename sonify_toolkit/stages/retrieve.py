@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import retrieval, schema
-from ..settings import CLAP_BATCH_SIZE, LUFS_MAX, LUFS_MIN, SEED, TOP_K
+from ..settings import CLAP_BATCH_SIZE, LUFS_MAX, LUFS_MIN, RECALL_SAMPLE, SEED, TEXTS_PER_SHARD, TOP_K
 from ..shards import StageDir, atomic_write_json, atomic_write_table, fingerprint
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, chunk, model_resources
 from ..text_cache import TextVectorCache
@@ -39,8 +39,6 @@ from ..vector_index import IndexSpec, build_index, exact_topk, recall_at_k, sear
 from .pool import load_pool, pool_dir
 
 CONCEPT_TEXT_MODES = ("description", "name", "both")
-TEXTS_PER_SHARD = 50_000  # distinct concept texts per search shard (~1-2 min of CLAP text work on a GPU)
-RECALL_SAMPLE = 256  # queries per search shard checked against exact search for approximate indexes
 CONCEPT_COLUMNS = ["image_id", "image_path", "vlm", "caption", "concepts", "keep", "error"]
 TOPK = pa.schema(
     [
