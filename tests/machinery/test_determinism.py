@@ -9,47 +9,21 @@ import pytest
 
 from sonify_toolkit.shards import StageDir
 from sonify_toolkit.stages.pool import pool_dir
-from tests.pool.cli_helpers import embeddings, errors, segments, shard_files, sonify
+from tests.pool.cli_helpers import embeddings, errors, pool_args, segments, shard_files, sonify
 
 
 @pytest.fixture(scope="module")
 def reference(corpus: Path, tiny_clap: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One run, one worker, shards of 3 files, with embeddings."""
     work = tmp_path_factory.mktemp("reference")
-    sonify(
-        "pool",
-        f"syn={corpus}",
-        "--workdir",
-        work,
-        "--clap",
-        tiny_clap,
-        "--device",
-        "cpu",
-        "--batch-size",
-        "4",
-        "--shard-size",
-        "3",
-        "-q",
-    )
+    sonify(*pool_args(corpus, work, tiny_clap, "3"), "-q")
     return work
 
 
 def test_shard_size_changes_files_not_content(reference: Path, corpus: Path, tiny_clap: Path, tmp_path: Path) -> None:
     for size in ("2", "100"):
         work = tmp_path / size
-        sonify(
-            "pool",
-            f"syn={corpus}",
-            "--workdir",
-            work,
-            "--clap",
-            tiny_clap,
-            "--device",
-            "cpu",
-            "--shard-size",
-            size,
-            "-q",
-        )
+        sonify(*pool_args(corpus, work, tiny_clap, size), "-q")
         assert len(StageDir(pool_dir(work)).complete_shards()) == (7 if size == "2" else 1)
         assert segments(work).equals(segments(reference))
         assert errors(work).equals(errors(reference))
@@ -57,20 +31,7 @@ def test_shard_size_changes_files_not_content(reference: Path, corpus: Path, tin
 
 
 def test_three_machines_make_the_single_run(reference: Path, corpus: Path, tiny_clap: Path, tmp_path: Path) -> None:
-    args = [
-        "pool",
-        f"syn={corpus}",
-        "--workdir",
-        tmp_path,
-        "--clap",
-        tiny_clap,
-        "--device",
-        "cpu",
-        "--batch-size",
-        "4",
-        "--shard-size",
-        "3",
-    ]
+    args = pool_args(corpus, tmp_path, tiny_clap, "3")
     for i in range(3):
         out = sonify(*args, "--num-shards", "3", "--shard-index", str(i), "-q").stdout
         assert ("not every shard is complete" in out) == (i < 2)
@@ -88,19 +49,5 @@ def test_slurm_array_variables_pick_the_share(reference: Path, corpus: Path, tmp
 
 @pytest.mark.slow
 def test_two_workers_write_the_same_bytes(reference: Path, corpus: Path, tiny_clap: Path, tmp_path: Path) -> None:
-    sonify(
-        "pool",
-        f"syn={corpus}",
-        "--workdir",
-        tmp_path,
-        "--clap",
-        tiny_clap,
-        "--device",
-        "cpu",
-        "--shard-size",
-        "3",
-        "--workers",
-        "2",
-        "-q",
-    )
+    sonify(*pool_args(corpus, tmp_path, tiny_clap, "3"), "--workers", "2", "-q")
     assert shard_files(tmp_path) == shard_files(reference)

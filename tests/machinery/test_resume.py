@@ -14,7 +14,7 @@ import pytest
 
 from sonify_toolkit.shards import StageDir
 from sonify_toolkit.stages.pool import pool_dir
-from tests.pool.cli_helpers import errors, segments, shard_files, sonify
+from tests.pool.cli_helpers import errors, pool_args, segments, shard_files, sonify
 
 
 def test_rerun_after_lost_shards_and_stray_temporaries(corpus: Path, tmp_path: Path) -> None:
@@ -67,18 +67,7 @@ def test_sigkill_mid_run_then_rerun(long_corpus: Path, tmp_path: Path) -> None:
 
 
 def test_embeddings_resume_to_the_same_bytes(corpus: Path, tiny_clap: Path, tmp_path: Path) -> None:
-    args = [
-        "pool",
-        f"syn={corpus}",
-        "--workdir",
-        tmp_path,
-        "--clap",
-        tiny_clap,
-        "--batch-size",
-        "4",
-        "--shard-size",
-        "3",
-    ]
+    args = pool_args(corpus, tmp_path, tiny_clap, "3")
     sonify(*args, "-q")
     before = shard_files(tmp_path)
     clap = StageDir(pool_dir(tmp_path) / "clap")

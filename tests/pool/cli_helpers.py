@@ -48,3 +48,9 @@ def shard_files(work: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.suffix in (".parquet", ".npy", ".faiss")
     }
+
+
+def pool_args(corpus: Path, work: Path, clap: Path | None = None, shard_size: int | str = 3) -> list[Any]:
+    """`sonify pool syn=CORPUS` arguments: embedded with the tiny CLAP on CPU, or `--no-embed` without one."""
+    args: list[Any] = ["pool", f"syn={corpus}", "--workdir", work, "--shard-size", str(shard_size)]
+    return args + (["--clap", clap, "--device", "cpu", "--batch-size", "4"] if clap else ["--no-embed"])

@@ -18,28 +18,14 @@ from sonify_toolkit.models.clap import ClapEncoder
 from sonify_toolkit.settings import CLAP_SAMPLE_RATE, SEGMENT_SECONDS
 from sonify_toolkit.shards import StageDir
 from sonify_toolkit.stages.pool import load_pool, pool_dir
-from tests.pool.cli_helpers import embeddings, errors, manifest, segments, sonify
+from tests.pool.cli_helpers import embeddings, errors, manifest, pool_args, segments, sonify
 from tests.pool.corpus import BAD
 
 
 @pytest.fixture(scope="module")
 def embedded(corpus: Path, tiny_clap: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("embedded")
-    result = sonify(
-        "pool",
-        f"syn={corpus}",
-        "--workdir",
-        work,
-        "--clap",
-        tiny_clap,
-        "--device",
-        "cpu",
-        "--batch-size",
-        "4",
-        "--shard-size",
-        "5",
-        "-q",
-    )
+    result = sonify(*pool_args(corpus, work, tiny_clap, "5"), "-q")
     assert "errors" in result.stdout and "embeddings" in result.stdout
     return work
 
