@@ -81,10 +81,14 @@ def item_digest(seed: int, pair_id: str, concept_index: int) -> bytes:
     return hashlib.sha256(f"{int(seed)}\x1f{pair_id}\x1f{int(concept_index)}".encode()).digest()
 
 
+def digest_rng(digest: bytes) -> np.random.Generator:
+    """PCG64 seeded through a SeedSequence of a concept's digest."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest, "little"))))
+
+
 def item_rng(seed: int, pair_id: str, concept_index: int) -> np.random.Generator:
-    """The generator of one concept of one pair: PCG64 seeded through a SeedSequence of the hash."""
-    entropy = int.from_bytes(item_digest(seed, pair_id, concept_index), "little")
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+    """The generator of one concept of one pair."""
+    return digest_rng(item_digest(seed, pair_id, concept_index))
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def item_draws(
     order = np.empty(n, np.uint64)
     for i, (pid, ci) in enumerate(zip(pair_ids, concept_indices, strict=True)):
         digest = item_digest(seed, pid, ci)
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest, "little"))))
+        rng = digest_rng(digest)
         u[i] = rng.random()
         lufs[i] = rng.uniform(lufs_min, lufs_max)
         order[i] = int.from_bytes(digest[:8], "big")
