@@ -447,9 +447,14 @@ class RenderStage(Stage):
 
 
 def check_output_dir(out: Path) -> None:
-    """Refuse an --out folder that holds another stage's shards: --overwrite would delete them."""
+    """Refuse an --out folder render does not own: --overwrite deletes the whole folder, so it must be
+    new, empty, or an earlier render's (never e.g. the work dir holding the pairs, or a collection root)."""
     manifest = StageDir(out).manifest()
-    if manifest is not None and manifest.get("stage") != RenderStage.name:
+    if manifest is None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"--out {out} is not empty and was not made by render; choose a new or empty folder")
+        return
+    if manifest.get("stage") != RenderStage.name:
         raise ValueError(f"--out {out} holds '{manifest.get('stage')}' output; choose a folder of its own for render")
 
 

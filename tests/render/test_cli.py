@@ -42,8 +42,11 @@ def test_cli_refuses_bad_arguments_in_one_line(good_pairs, roots, tmp_path):
     (tmp_path / "w" / "pairs" / "_stage.json").write_text('{"stage": "retrieve"}')
     overwrite_pairs = ["render", str(folder), "--source", f"alpha={roots['alpha']}", "--overwrite"]
     cases.append(([*overwrite_pairs, "--out", str(tmp_path / "w" / "pairs")], "holds 'retrieve' output"))
+    # a folder render did not make (here the work dir around the pairs): --overwrite would delete all of it
+    cases.append(([*overwrite_pairs, "--out", str(tmp_path / "w")], "not empty and was not made by render"))
     for args, message in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
         result = runner.invoke(app, [*args, *out, "-q"])
         assert result.exit_code == 2, result.output
         assert message in result.output and "Traceback" not in result.output
+    assert (tmp_path / "w" / "pairs" / "_stage.json").exists()
