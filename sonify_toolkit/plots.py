@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only: no display, no GUI backend on a headless ma
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .stats import RunData, compute_stats, distributions, flat_sources, reuse_counts
+from .stats import RunData, compute_stats, distributions, reuse_counts
 
 TITLES = {
     "similarity": ("CLAP cosine similarity of the chosen clips", "similarity s"),
@@ -87,7 +87,7 @@ def write_plots(run: RunData, out_dir: Path, stats: dict[str, Any] | None = None
         histogram(values, title, xlabel, out_dir / name, smoke=smoke)
         files[key] = name
 
-    uses = reuse_counts(flat_sources(run.pairs).column("clip_id").to_pylist())
+    uses = reuse_counts(run.pairs)
     name = "clip_reuse.png"
     fig, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
     if uses.size:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,21 +215,34 @@ def flat_params(stages: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str,
 
 
 # --- the numbers ------------------------------------------------------------------------------------
+# Counting goes through arrow (value_counts, count_distinct) on the chunked columns: a run of 2M pairs
+# has ~8M sources, and a Python object per source would cost gigabytes for a few small dicts.
 def flat_sources(pairs: pa.Table) -> pa.Table:
     """One row per (pair, source) with the source struct's fields as columns."""
+    return pa.table({f.name: source_column(pairs, f.name) for f in schema.PAIR_SOURCE})
+
+
+def source_column(pairs: pa.Table, name: str) -> pa.ChunkedArray:
+    """One field of every source of every pair, in pair order (no copy of the other fields)."""
     flat = pc.list_flatten(pairs.column("sources"))
-    if isinstance(flat, pa.ChunkedArray):
-        flat = flat.combine_chunks() if flat.num_chunks else pa.array([], type=schema.PAIR_SOURCE)
-    return pa.Table.from_arrays(flat.flatten(), names=[f.name for f in schema.PAIR_SOURCE])
+    if flat.num_chunks == 0:
+        return pa.chunked_array([], type=schema.PAIR_SOURCE.field(name).type)
+    return pc.struct_field(flat, name)
+
+
+def value_counts(values: pa.ChunkedArray | pa.Array) -> dict[Any, int]:
+    """{value: count} in value order (nulls included as None)."""
+    counts = pc.value_counts(values)
+    pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+    return dict(sorted(pairs, key=lambda kv: (kv[0] is None, "" if kv[0] is None else kv[0])))
 
 
 def distributions(run: RunData) -> dict[str, np.ndarray]:
     """The value arrays behind every histogram (finite values only)."""
-    src = flat_sources(run.pairs)
-    out = {name: src.column(name).to_numpy(zero_copy_only=False) for name in DISTRIBUTIONS[:5]}
+    out = {name: source_column(run.pairs, name).to_numpy() for name in DISTRIBUTIONS[:5]}
     if run.rendered is not None:
         ok = run.rendered.filter(pc.equal(run.rendered.column("status"), "ok"))
-        out["rendered_lufs"] = ok.column("lufs").to_numpy(zero_copy_only=False)
+        out["rendered_lufs"] = ok.column("lufs").to_numpy()
     else:
         out["rendered_lufs"] = np.zeros(0)
     return {k: _finite(v) for k, v in out.items()}
@@ -254,13 +267,15 @@ def summary(x: np.ndarray) -> dict[str, float] | None:
     }
 
 
-def concept_name(name: str | None) -> str:
-    """Counting key of a concept: case and surrounding space do not make a new concept."""
-    return (name or "").strip().lower()
-
-
 def concept_counts(pairs: pa.Table) -> Counter[str]:
-    return Counter(concept_name(c) for c in flat_sources(pairs).column("concept").to_pylist())
+    """Sources per concept; case and surrounding space do not make a new concept."""
+    names = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(source_column(pairs, "concept"), "")))
+    return Counter(value_counts(names))
+
+
+def clip_counts(pairs: pa.Table) -> Counter[str]:
+    """Uses per chosen clip (a multiset of clip ids, one entry per distinct clip)."""
+    return Counter(value_counts(pc.drop_null(source_column(pairs, "clip_id"))))
 
 
 def pool_size(pool_manifest: Mapping[str, Any]) -> int | None:
@@ -271,33 +286,31 @@ def pool_size(pool_manifest: Mapping[str, Any]) -> int | None:
 def compute_stats(run: RunData, top: int = 30) -> dict[str, Any]:
     """Every figure the card and the report show, JSON-able."""
     pairs = run.pairs
-    src = flat_sources(pairs)
-    per_pair = pc.list_value_length(pairs.column("sources")).to_numpy(zero_copy_only=False)
+    per_pair = pc.list_value_length(pairs.column("sources")).to_numpy()
     concepts = concept_counts(pairs)
     counts: dict[str, Any] = {
         "pairs": pairs.num_rows,
-        "images": len(set(pairs.column("image_id").to_pylist())),
-        "pairs_per_vlm": dict(sorted(Counter(pairs.column("vlm").to_pylist()).items())),
-        "sources": src.num_rows,
+        "images": pc.count_distinct(pairs.column("image_id")).as_py(),
+        "pairs_per_vlm": value_counts(pairs.column("vlm")),
+        "sources": int(per_pair.sum()),
         "distinct_concepts": len(concepts),
-        "sources_per_collection": dict(sorted(Counter(src.column("source").to_pylist()).items())),
+        "sources_per_collection": value_counts(source_column(pairs, "source")),
     }
     if run.concepts is not None:
-        keep = run.concepts.column("keep").to_pylist()
-        counts["images_described"] = len(set(run.concepts.column("image_id").to_pylist()))
+        keep = pc.fill_null(run.concepts.column("keep"), False)
+        counts["images_described"] = pc.count_distinct(run.concepts.column("image_id")).as_py()
         counts["vlm_responses"] = run.concepts.num_rows
-        counts["kept"] = sum(keep)
-        reasons = run.concepts.column("drop_reason").to_pylist()
-        dropped = Counter(r or "unknown" for r, k in zip(reasons, keep, strict=True) if not k)
-        counts["dropped_by_reason"] = dict(sorted(dropped.items()))
+        counts["kept"] = int(pc.sum(keep).as_py() or 0)
+        reasons = pc.fill_null(pc.filter(run.concepts.column("drop_reason"), pc.invert(keep)), "unknown")
+        counts["dropped_by_reason"] = value_counts(reasons)
     if pool_size(run.pool_manifest) is not None:
         counts["pool_segments"] = pool_size(run.pool_manifest)
         counts["pool_per_collection"] = run.pool_manifest.get("segments", {}).get("per_source", {})
     if run.rendered is not None:
-        counts["rendered_by_status"] = dict(sorted(Counter(run.rendered.column("status").to_pylist()).items()))
-        gains = run.rendered.column("mix_gain_db").to_numpy(zero_copy_only=False)
+        counts["rendered_by_status"] = value_counts(run.rendered.column("status"))
+        gains = run.rendered.column("mix_gain_db").to_numpy()
         counts["rendered_mixes_scaled_down"] = int(np.sum(np.nan_to_num(gains) < 0))
-    hist = Counter(int(n) for n in per_pair)
+    hist = Counter(per_pair.tolist())
     return {
         "smoke_run": run.smoke_run,
         "kind": run.kind,
@@ -307,16 +320,16 @@ def compute_stats(run: RunData, top: int = 30) -> dict[str, Any]:
             "mean": float(per_pair.mean()) if per_pair.size else 0.0,
         },
         "top_concepts": [[c, n] for c, n in sorted(concepts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]],
-        "clip_usage": clip_usage(src.column("clip_id").to_pylist(), pool_size(run.pool_manifest)),
+        "clip_usage": clip_usage(clip_counts(pairs), pool_size(run.pool_manifest)),
         "distributions": {k: summary(v) for k, v in distributions(run).items()},
         "errors": {k: v for k, v in sorted(run.errors.items()) if v},
         "key_parameters": key_parameters(run),
     }
 
 
-def reuse_counts(clip_ids: Iterable[str]) -> np.ndarray:
+def reuse_counts(pairs: pa.Table) -> np.ndarray:
     """Uses per distinct clip (for the reuse histogram)."""
-    return np.fromiter(Counter(clip_ids).values(), dtype=np.int64)
+    return np.asarray(pc.value_counts(pc.drop_null(source_column(pairs, "clip_id"))).field("counts"), dtype=np.int64)
 
 
 def size_category(n: int) -> str:
