@@ -161,14 +161,18 @@ def mix_sources(windows: Sequence[np.ndarray], peak_ceiling: float = PEAK_CEILIN
 
 
 def _check_row(source_row: Mapping[str, Any]) -> None:
+    """Fields present and numeric: a release's columns may carry any type (the metadata may come from anyone)."""
     for key in ("source", "path", "segment", "clip_lufs", "target_lufs"):
         if source_row.get(key) is None:
             raise SourceError("bad_source_row", f"field '{key}' is empty")
-    if int(source_row["segment"]) < 0:
-        raise SourceError("bad_source_row", f"negative segment {source_row['segment']}")
-    for key in ("clip_lufs", "target_lufs"):
-        if not math.isfinite(float(source_row[key])):
-            raise SourceError("bad_source_row", f"{key} is not finite ({source_row[key]})")
+    try:
+        segment, numbers = int(source_row["segment"]), [float(source_row[k]) for k in ("clip_lufs", "target_lufs")]
+    except (TypeError, ValueError) as exc:
+        raise SourceError("bad_source_row", f"not a number: {exc}") from None
+    if segment < 0:
+        raise SourceError("bad_source_row", f"negative segment {segment}")
+    if not all(math.isfinite(x) for x in numbers):
+        raise SourceError("bad_source_row", f"clip_lufs / target_lufs not finite ({numbers})")
 
 
 def resolve_source(roots: Roots, source_row: Mapping[str, Any]) -> Path:

@@ -89,6 +89,8 @@ def test_tampered_rows_are_refused_without_reading_outside(roots, make_source, t
     assert _reason(roots, base | {"source": "gamma"}) == "unknown_collection"
     assert _reason(roots, base | {"clip_lufs": float("-inf")}) == "bad_source_row"
     assert _reason(roots, base | {"segment": None}) == "bad_source_row"
+    assert _reason(roots, base | {"segment": "1; rm"}) == "bad_source_row"  # a release column of another type
+    assert _reason(roots, base | {"target_lufs": "loud"}) == "bad_source_row"
     # --no-verify skips only the checksum
     render_source(roots, base | {"source_sha256": "0" * 64}, verify=False)
     with pytest.raises(SourceError, match="starts past the end"):
