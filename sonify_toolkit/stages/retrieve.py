@@ -634,11 +634,11 @@ class RetrievePairsStage(Stage):
     def finalize(self, workdir: Path) -> dict[str, Any]:
         """Clip usage over the whole pairs table (the paper's over-sampling, measured): usage.json + summary."""
         sd = StageDir(self.output_dir(workdir))
-        clip_ids: list[str] = []
+        uses: Counter[str] = Counter()  # one entry per distinct clip, not per source (8M at 1M images)
         for _, t in sd.iter_tables(""):
-            clip_ids += t.column("sources").combine_chunks().flatten().field("clip_id").to_pylist()
+            uses.update(t.column("sources").combine_chunks().flatten().field("clip_id").to_pylist())
         pool_size = load_pool(Path(workdir), with_embeddings=False).segments.num_rows
-        usage = clip_usage(clip_ids, pool_size)
+        usage = clip_usage(uses.elements(), pool_size)
         atomic_write_json(sd.path / "usage.json", usage)
         share = usage["pool_share"] or 0.0
         facts = {
@@ -652,6 +652,6 @@ class RetrievePairsStage(Stage):
         if counters["sources"]:
             facts["candidates per concept"] = f"{counters['candidates_total'] / counters['sources']:.2f} on average"
         if self.max_reuse is not None:
-            over = sum(max(0, n - self.max_reuse) for n in Counter(clip_ids).values())
+            over = sum(max(0, n - self.max_reuse) for n in uses.values())
             facts["reuse cap"] = f"{self.max_reuse} per clip; {over:,} sources over it (every candidate already full)"
         return facts
