@@ -43,13 +43,10 @@ class FeatureDataset(Dataset):
             raise FileNotFoundError(f"{features} has no {MANIFEST}: run training_recipe.prepare to completion first")
         self.manifest = json.loads(manifest_path.read_text())
         self.index: list[tuple[int, int]] = []
-        self.pair_ids: list[str] = []
         self._audio: dict[int, np.ndarray] = {}
         self._latents: dict[int, np.ndarray] = {}
         for shard, table in sd.iter_tables(""):
-            for pid, row in zip(table["pair_id"].to_pylist(), table["row"].to_pylist(), strict=True):
-                self.index.append((shard, row))
-                self.pair_ids.append(pid)
+            self.index.extend((shard, row) for row in table["row"].to_pylist())
         self._sd = sd
         if not self.index:
             raise ValueError(f"{features} holds no encoded pairs")
@@ -238,6 +235,7 @@ def _checkpoint(accelerator, model, cfg: TrainConfig, manifest: dict[str, Any], 
     """accelerate state + step + inference export; the step file goes last (marks it complete)."""
     path = Path(cfg.output_dir) / CHECKPOINTS / f"step-{step:07d}"
     accelerator.save_state(str(path))
+    accelerator.wait_for_everyone()  # every rank's RNG file is on disk before the step file says "complete"
     if accelerator.is_main_process:
         export(accelerator.unwrap_model(model), path / "pipeline", _recipe(cfg, manifest))
         (path / STATE_FILE).write_text(json.dumps({"step": step}) + "\n")
