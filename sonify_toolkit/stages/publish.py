@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -64,16 +65,16 @@ def write_parquet_shards(table: pa.Table, folder: Path, max_bytes: int = MAX_SHA
     """`folder/train-0000i-of-0000n.parquet`, rows in order, each under `max_bytes`."""
     step = shard_rows(table, max_bytes)
     n = max(1, -(-table.num_rows // step))
-    paths = []
-    for i in range(n):
-        path = folder / f"train-{i:05d}-of-{n:05d}.parquet"
-        part = table.slice(i * step, step)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(part, tmp, compression="zstd", row_group_size=min(10_000, max(1, part.num_rows)))
-        tmp.replace(path)
-        paths.append(path)
-    return paths
+    return [_write_shard(table.slice(i * step, step), folder, i, n) for i in range(n)]
+
+
+def _write_shard(part: pa.Table, folder: Path, i: int, n: int, row_group_size: int = 10_000) -> Path:
+    path = folder / f"train-{i:05d}-of-{n:05d}.parquet"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(part, tmp, compression="zstd", row_group_size=min(row_group_size, max(1, part.num_rows)))
+    tmp.replace(path)
+    return path
 
 
 def release_table(pairs: pa.Table) -> pa.Table:
@@ -81,27 +82,49 @@ def release_table(pairs: pa.Table) -> pa.Table:
     return pairs.cast(schema.pairs_features().arrow_schema)
 
 
-def rendered_table(pairs: pa.Table, index: pa.Table, rendered_dir: Path) -> pa.Table:
-    """Successful mixes in pair order with their FLAC bytes (read from inside `rendered_dir` only)."""
+def rendered_rows(pairs: pa.Table, index: pa.Table) -> pa.Table:
+    """The successful mixes of a render index, in pair order (the first row of a pair if it repeats)."""
     ok = index.filter(pc.equal(index.column("status"), "ok"))
-    by_pair = {row["pair_id"]: row for row in ok.to_pylist()}
-    rows = []
-    for pair_id in pairs.column("pair_id").to_pylist():
-        row = by_pair.get(pair_id)
-        if row is None:
-            continue
-        path = safe_join(rendered_dir, row["path"])
-        rows.append(
-            {
-                "pair_id": pair_id,
-                "audio": {"bytes": path.read_bytes(), "path": Path(row["path"]).name},
-                "lufs": row["lufs"],
-                "peak": row["peak"],
-                "mix_gain_db": row["mix_gain_db"],
-            }
+    at = pc.index_in(pairs.column("pair_id"), value_set=ok.column("pair_id"))
+    return ok.take(pc.drop_null(at))
+
+
+def write_rendered_shards(
+    pairs: pa.Table, index: pa.Table, rendered_dir: Path, folder: Path, max_bytes: int = MAX_SHARD_BYTES
+) -> tuple[int, int]:
+    """The `rendered_audio` config: shards of (pair_id, FLAC bytes, loudness), each under `max_bytes`.
+
+    The audio is the bulk (2M mixes are ~200 GB): shards are planned from the file sizes and only one
+    shard's bytes are in memory at a time. Files are read from inside `rendered_dir` only.
+    Returns (rows, uncompressed bytes).
+    """
+    rows = rendered_rows(pairs, index)
+    files = [safe_join(rendered_dir, p) for p in rows.column("path").to_pylist()]
+    sizes = np.fromiter((f.stat().st_size for f in files), dtype=np.int64, count=len(files))
+    meta_bytes = rows.nbytes // max(1, rows.num_rows)
+    starts = [0]
+    total = 0
+    for i, size in enumerate(sizes.tolist()):
+        if total and total + size + meta_bytes > max_bytes:
+            starts.append(i)
+            total = 0
+        total += size + meta_bytes
+    bounds = list(zip(starts, [*starts[1:], rows.num_rows], strict=True))
+    arrow_schema = schema.rendered_features(SAMPLE_RATE).arrow_schema
+    num_bytes = 0
+    for i, (lo, hi) in enumerate(bounds):
+        part = rows.slice(lo, hi - lo)
+        audio = pa.StructArray.from_arrays(
+            [pa.array([f.read_bytes() for f in files[lo:hi]], pa.binary()), pa.array([f.name for f in files[lo:hi]])],
+            names=["bytes", "path"],
         )
-    features = schema.rendered_features(SAMPLE_RATE)
-    return pa.Table.from_pylist(rows, schema=features.arrow_schema)
+        table = pa.table(
+            [part.column("pair_id"), audio, part.column("lufs"), part.column("peak"), part.column("mix_gain_db")],
+            names=["pair_id", "audio", "lufs", "peak", "mix_gain_db"],
+        ).cast(arrow_schema)
+        num_bytes += table.nbytes
+        _write_shard(table, folder, i, len(bounds), row_group_size=100)  # ~100 mixes per row group, as the Hub does
+    return rows.num_rows, num_bytes
 
 
 def _prepare_folder(out: Path) -> None:
@@ -146,11 +169,12 @@ def build_release(
     data_paths = write_parquet_shards(table, out / "data", max_shard_bytes)
     rendered_info = None
     if run.rendered is not None and run.rendered_dir is not None:
-        rtable = rendered_table(run.pairs, run.rendered, run.rendered_dir)
-        write_parquet_shards(rtable, out / "rendered", max_shard_bytes)
+        rows, num_bytes = write_rendered_shards(
+            run.pairs, run.rendered, run.rendered_dir, out / "rendered", max_shard_bytes
+        )
         rendered_info = {
-            "rows": rtable.num_rows,
-            "num_bytes": rtable.nbytes,
+            "rows": rows,
+            "num_bytes": num_bytes,
             "features_yaml": _features_yaml(schema.rendered_features()),
         }
 

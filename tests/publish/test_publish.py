@@ -131,3 +131,16 @@ def test_push_offline_fails_in_one_line_after_building(workdir: Path, tmp_path: 
 def test_card_leaks_no_local_roots(release: ReleaseSummary) -> None:
     text = (release.folder / "README.md").read_text() + (release.folder / RELEASE_MANIFEST).read_text()
     assert "/data/fsd50k" not in text
+
+
+def test_rendered_shards_are_cut_by_audio_bytes_in_pair_order(workdir: Path, tmp_path: Path) -> None:
+    flac = sorted((workdir / "render").rglob("*.flac"))
+    limit = 3 * max(f.stat().st_size for f in flac)  # a few mixes per shard
+    rel = build_release(workdir, tmp_path / "rel", rendered=workdir / "render", max_shard_bytes=limit)
+    shards = sorted((rel.folder / "rendered").glob("train-*.parquet"))
+    assert len(shards) >= 7 and all(s.name.endswith(f"-of-{len(shards):05d}.parquet") for s in shards)
+    assert all(s.stat().st_size <= limit for s in shards)
+    ds = datasets.load_dataset(str(rel.folder), "rendered_audio", split="train", cache_dir=str(tmp_path / "c"))
+    ds = ds.cast_column("audio", datasets.Audio(decode=False))
+    pair_order = pairs_table(workdir).column("pair_id").to_pylist()
+    assert ds["pair_id"] == [p for p in pair_order if p in set(ds["pair_id"])] and len(ds) == 21
