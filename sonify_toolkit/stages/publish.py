@@ -128,7 +128,11 @@ def write_rendered_shards(
 
 
 def _prepare_folder(out: Path) -> None:
-    """Claim `out`: empty or a previous release (whose generated files are replaced, .cache kept)."""
+    """Claim `out`: empty or a previous release (whose generated files are replaced, .cache kept).
+
+    The claim (a placeholder `sonify.json`) is written before anything else, so a publish killed
+    half-way leaves a folder that the next publish recognises and replaces, rather than refuses.
+    """
     if out.exists() and any(out.iterdir()):
         if not (out / RELEASE_MANIFEST).exists():
             raise PublishError(f"{out} exists and is not a sonify release: choose a new or empty folder")
@@ -136,6 +140,7 @@ def _prepare_folder(out: Path) -> None:
             if (out / name).exists():
                 shutil.rmtree(out / name)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / RELEASE_MANIFEST, {"complete": False})
 
 
 def build_release(

@@ -144,3 +144,22 @@ def test_rendered_shards_are_cut_by_audio_bytes_in_pair_order(workdir: Path, tmp
     ds = ds.cast_column("audio", datasets.Audio(decode=False))
     pair_order = pairs_table(workdir).column("pair_id").to_pylist()
     assert ds["pair_id"] == [p for p in pair_order if p in set(ds["pair_id"])] and len(ds) == 21
+
+
+def test_a_publish_killed_half_way_is_replaced_by_the_next(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sonify_toolkit.stages.publish as publish
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "rel"
+    with monkeypatch.context() as m:
+        m.setattr(publish, "write_parquet_shards", killed)  # dies after the plots, before the data
+        with pytest.raises(KeyboardInterrupt):
+            build_release(workdir, out)
+    assert (out / "plots").is_dir() and not (out / "README.md").exists()
+    again = build_release(workdir, out)
+    assert again.rows == 22 and (out / "README.md").is_file()
+    assert json.loads((out / RELEASE_MANIFEST).read_text())["rows"] == 22
