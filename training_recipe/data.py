@@ -8,6 +8,7 @@ and either a `sonify render` output folder or the sound collections to render fr
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,7 +47,9 @@ def load_pairs(dataset: str, split: str = "train") -> pa.Table:
 
 
 def index_images(root: str | Path) -> dict[str, str]:
-    """image_id -> reference: a POSIX path relative to `root`, or "shard.tar::member" inside a tar below it."""
+    """image_id -> reference: a POSIX path relative to `root`, or "shard.tar::member::OFFSET+SIZE" inside an
+    uncompressed tar below it (where the member's bytes lie, so that reading one image needs no walk over the
+    tar's ~20K headers; compressed tars get "shard.tar::member")."""
     root = Path(root)
     found: dict[str, str] = {}
     exts = {e.lower() for e in IMAGE_EXTENSIONS}
@@ -57,24 +60,48 @@ def index_images(root: str | Path) -> dict[str, str]:
         if p.suffix.lower() in exts:
             found.setdefault(p.stem, rel.as_posix())
         elif p.suffix.lower() == ".tar":
-            with tarfile.open(p) as tar:
-                for m in tar:
-                    name = Path(m.name)
-                    if m.isfile() and name.suffix.lower() in exts:
-                        found.setdefault(name.stem, f"{rel.as_posix()}{TAR_SEP}{m.name}")
+            for stem, ref in _index_tar(p, exts):
+                found.setdefault(stem, f"{rel.as_posix()}{TAR_SEP}{ref}")
     return found
+
+
+def _index_tar(path: Path, exts: set[str]) -> list[tuple[str, str]]:
+    """(stem, "member::OFFSET+SIZE") per image member; without the span for a compressed tar."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = [(m, m.sparse is None) for m in tar]
+    except tarfile.ReadError:  # compressed: offsets would be in the decompressed stream
+        with tarfile.open(path) as tar:
+            members = [(m, False) for m in tar]
+    return [
+        (Path(m.name).stem, f"{m.name}{TAR_SEP}{m.offset_data}+{m.size}" if plain else m.name)
+        for m, plain in members
+        if m.isfile() and Path(m.name).suffix.lower() in exts
+    ]
+
+
+def _read_tar_member(root: str | Path, ref: str) -> bytes:
+    tar_rel, rest = ref.split(TAR_SEP, 1)
+    member, sep, span = rest.rpartition(TAR_SEP)
+    if sep and re.fullmatch(r"\d+\+\d+", span):
+        offset, size = (int(v) for v in span.split("+"))
+        with open(safe_join(root, tar_rel), "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+        if len(data) != size:
+            raise ValueError(f"{tar_rel} ends before {member} does (truncated tar?)")
+        return data
+    with tarfile.open(safe_join(root, tar_rel)) as tar:
+        f = tar.extractfile(rest)
+        if f is None:
+            raise FileNotFoundError(f"{rest} not in {tar_rel}")
+        return f.read()
 
 
 def open_image(root: str | Path, ref: str) -> Image.Image:
     """Decode an image named by `index_images` as RGB."""
     if TAR_SEP in ref:
-        tar_rel, member = ref.split(TAR_SEP, 1)
-        with tarfile.open(safe_join(root, tar_rel)) as tar:
-            f = tar.extractfile(member)
-            if f is None:
-                raise FileNotFoundError(f"{member} not in {tar_rel}")
-            data = f.read()
-        return Image.open(io.BytesIO(data)).convert("RGB")
+        return Image.open(io.BytesIO(_read_tar_member(root, ref))).convert("RGB")
     with Image.open(safe_join(root, ref)) as im:
         return im.convert("RGB")
 
