@@ -3,8 +3,12 @@
 This is how a run gets vLLM throughput on many GPUs: the server batches, we keep `concurrency`
 requests in flight per worker. Images travel as JPEG data URLs. 429, 5xx, timeouts, broken
 connections and malformed bodies are retried with exponential backoff (honouring Retry-After);
-what still fails becomes that image's `Generation.error`. The API key lives only in the request
-header: it is never part of an error message, a log line, a table or the stage parameters.
+what still fails becomes that image's `Generation.error`. Two failures are the run's, not the
+image's, and stop it (`ServerRefused`) instead of writing an error row for every image left, rows
+a resumed run would never send again: the server refusing the request itself (401/403: the key,
+404: the URL or the model name), and a server that cannot be reached at all once retries are spent.
+The API key lives only in the request header: it is never part of an error message, a log line, a
+table or the stage parameters.
 """
 
 from __future__ import annotations
@@ -32,17 +36,31 @@ from ..settings import (
 from .vlm import Generation
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+FATAL_STATUS = {401: "check --api-key or $OPENAI_API_KEY", 403: "check --api-key", 404: "check --base-url and --vlm"}
 MAX_BACKOFF = 60.0
 
 
+class ServerRefused(OSError):
+    """Every request would fail the same way (wrong key, URL or model, server gone): the run stops, resumable."""
+
+
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, unreachable: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.unreachable = unreachable  # no connection at all: fatal once the retries are spent
 
 
 def data_url(img: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(img)).decode("ascii")
+
+
+def _refused(exc: requests.ConnectionError) -> bool:
+    """No connection could be made (refused, unknown host), as opposed to one dropped mid-request."""
+    from urllib3.exceptions import NewConnectionError  # also the parent of NameResolutionError
+
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -75,6 +93,7 @@ class OpenAIVLM:
         self.backoff = backoff
         self.max_new_tokens = max_new_tokens
         self._headers = {"Content-Type": "application/json"}
+        self._key = api_key or ""  # only to redact it from a server's error text
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._local = threading.local()
@@ -116,11 +135,16 @@ class OpenAIVLM:
         except requests.Timeout as exc:
             raise _Retryable(f"timeout after {self.timeout:g} s") from exc
         except requests.ConnectionError as exc:
-            raise _Retryable(f"connection failed: {type(exc).__name__}") from exc
+            raise _Retryable(f"connection failed: {type(exc).__name__}", unreachable=_refused(exc)) from exc
+        except requests.RequestException as exc:  # a body cut short, a bad chunk ...: the transfer, not the image
+            raise _Retryable(f"transfer failed: {type(exc).__name__}") from exc
+        if resp.status_code in FATAL_STATUS:  # the body may quote the key: never shown
+            raise ServerRefused(f"{self.url} answered HTTP {resp.status_code} ({FATAL_STATUS[resp.status_code]})")
         if resp.status_code in RETRY_STATUS:
             raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp))
         if resp.status_code != 200:
-            return Generation(None, 0, f"HTTP {resp.status_code}: {resp.text[:300]}")
+            detail = resp.text[:300].replace(self._key, "***") if self._key else resp.text[:300]
+            return Generation(None, 0, f"HTTP {resp.status_code}: {detail}")
         try:
             data = resp.json()
             text = data["choices"][0]["message"]["content"]
@@ -134,12 +158,17 @@ class OpenAIVLM:
         return Generation(text.strip(), tokens)
 
     def _request(self, img: Image.Image, prompt: str, sample_seed: int | None) -> Generation:
-        body = self._body(img, prompt, sample_seed)
+        try:
+            body = self._body(img, prompt, sample_seed)
+        except Exception as exc:  # the image cannot be encoded: that image's error, not the batch's
+            return Generation(None, 0, f"cannot encode image: {type(exc).__name__}: {exc}")
         for attempt in range(self.max_retries + 1):
             try:
                 return self._once(body)
             except _Retryable as exc:
                 if attempt == self.max_retries:
+                    if exc.unreachable:
+                        raise ServerRefused(f"cannot reach {self.url} ({exc}, {attempt + 1} attempts)") from exc
                     return Generation(None, 0, f"{exc} (after {attempt + 1} attempts)")
                 with self._lock:
                     self.retries += 1

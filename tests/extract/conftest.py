@@ -124,7 +124,8 @@ def answer_by_color(body: dict[str, Any]) -> str:
 class FakeServer:
     url: str
     answer: Callable[[dict[str, Any]], str] = answer_by_color
-    script: list[str] = field(default_factory=list)  # per request, in order: "500", "429", "slow", "bad", "ok"
+    # per request, in order: "500", "429", "401", "404", "400", "slow", "bad", "short" (body cut), "ok"
+    script: list[str] = field(default_factory=list)
     slow_seconds: float = 2.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -163,6 +164,16 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                     self._send(404, b'{"error": "not found"}')
                 elif action == "500":
                     self._send(500, b'{"error": "internal"}')
+                elif action in ("401", "404", "400"):  # a server quoting the key back, as some do
+                    auth = self.headers.get("Authorization", "")
+                    self._send(int(action), json.dumps({"error": f"refused {auth}"}).encode())
+                elif action == "short":  # promises more bytes than it sends, then hangs up
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b'{"choices": [')
+                    self.wfile.flush()
+                    self.close_connection = True
                 elif action == "429":
                     self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
                 elif action == "bad":

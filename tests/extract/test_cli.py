@@ -71,3 +71,18 @@ def test_user_errors_are_one_line(app: typer.Typer, tmp_path: Path, extra: list[
     args = ["extract", "-w", str(tmp_path / "w"), *[a.replace("{pics}", str(pics)) for a in extra]]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_a_server_refusing_every_request_stops_with_one_line_and_resumes(
+    app: typer.Typer, openai_server: FakeServer, tmp_path: Path
+) -> None:
+    pics = color_images(tmp_path / "pics", ["red_1", "green_1"])
+    args = ["extract", str(pics), "-w", str(tmp_path / "w"), "--engine", "openai", "--base-url", openai_server.url]
+    args += ["--vlm", "org/typo", "--quiet"]
+    openai_server.script = ["404"] * 2
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "HTTP 404" in res.output and "Traceback" not in res.output
+    sd = StageDir(tmp_path / "w" / "concepts" / "org--typo")
+    assert sd.complete_shards() == []  # no error rows standing in for the images
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert sd.read_table("", schema.CONCEPTS).column("keep").to_pylist() == [False, True]

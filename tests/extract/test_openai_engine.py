@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
-from sonify_toolkit.models.vlm_openai import OpenAIVLM
+from sonify_toolkit.models.vlm_openai import OpenAIVLM, ServerRefused
 
 from .conftest import COLORS, FakeServer
 
@@ -57,10 +58,31 @@ def test_slow_server_times_out_then_recovers(openai_server: FakeServer) -> None:
     assert g.error is None and openai_server.count() == 2
 
 
-def test_unreachable_server_is_an_error_not_a_crash() -> None:
+def test_unreachable_server_stops_the_run() -> None:
+    """Not one error row per image left (rows a resumed run never sends again): the run stops, resumable."""
     e = OpenAIVLM("m", base_url="http://127.0.0.1:9/v1", concurrency=2, timeout=0.5, max_retries=1, backoff=0.01)
-    out = e.generate([RED, RED], "p")
-    assert all(g.text is None and "connection failed" in g.error for g in out)
+    with pytest.raises(ServerRefused, match="cannot reach"):
+        e.generate([RED, RED], "p")
+
+
+def test_a_body_cut_short_is_retried(openai_server: FakeServer) -> None:
+    openai_server.script = ["short", "ok"]
+    (g,) = engine(openai_server, concurrency=1).generate([RED], "p")
+    assert g.error is None and "dog" in g.text.lower() and openai_server.count() == 2
+
+
+@pytest.mark.parametrize("status", ["401", "404"])
+def test_wrong_key_url_or_model_stops_the_run_without_the_key(openai_server: FakeServer, status: str) -> None:
+    openai_server.script = [status] * 3
+    with pytest.raises(ServerRefused, match=f"HTTP {status}") as err:
+        engine(openai_server, concurrency=1).generate([RED], "p")
+    assert "sk-test-secret" not in str(err.value) and openai_server.count() == 1  # not retried
+
+
+def test_a_refused_image_is_its_error_row_with_the_key_redacted(openai_server: FakeServer) -> None:
+    openai_server.script = ["400"]
+    (g,) = engine(openai_server, concurrency=1).generate([RED], "p")
+    assert g.text is None and "HTTP 400" in g.error and "sk-test-secret" not in g.error
 
 
 def test_sampled_retry_sends_temperature_and_seed(openai_server: FakeServer) -> None:
