@@ -29,7 +29,7 @@ import typer
 from PIL import Image
 
 from sonify_toolkit import audio as au
-from sonify_toolkit.cli.common import one_line_errors
+from sonify_toolkit.cli.common import CliError, one_line_errors
 from sonify_toolkit.settings import SAMPLE_RATE
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
@@ -249,6 +249,8 @@ def evaluate(
     out: Annotated[Path | None, typer.Option("--out", help="Write the metrics JSON here.")] = None,
 ) -> None:
     """AIS (cosine, win rate, z-score), IIS and FID over a benchmark's pairs and the generated images."""
+    if fid_features not in ("inception", "clip"):
+        raise CliError(f"--fid-features must be inception or clip, not {fid_features!r}")
     root = pairs.parent
     rows = [r for r in _read_pairs(pairs) if (generated / f"{r['id']}.png").exists()]
     if not rows:

@@ -99,6 +99,15 @@ def test_evaluate_command_reads_benchmark_pairs(tiny_clip, tiny_wav2clip, tmp_pa
     assert metrics["count"] == 3 and {"iis", "ais_cosine", "ais_win_rate", "ais_zscore", "fid_clip"} <= set(metrics)
 
 
+def test_an_unknown_fid_feature_is_a_one_line_error(tmp_path, capsys) -> None:
+    import typer
+
+    with pytest.raises(typer.Exit) as exit_info:  # was: silently reported CLIP features for a typo
+        evaluate(pairs=tmp_path / "pairs.parquet", generated=tmp_path, fid_features="Inception", device="cpu")
+    assert exit_info.value.exit_code == 2
+    assert "sonify evaluate: error: --fid-features must be inception or clip" in capsys.readouterr().err
+
+
 def test_wav2clip_state_dict_without_the_package_says_what_to_install(tmp_path) -> None:
     import importlib.util
 
