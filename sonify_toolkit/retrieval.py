@@ -130,21 +130,35 @@ def preference(selection: Selection, i: int) -> list[int]:
     return [drawn, *others]
 
 
-def cap_reuse(order: np.ndarray, preferences: Sequence[Sequence[int]], max_reuse: int) -> tuple[np.ndarray, np.ndarray]:
+def preferences(selection: Selection) -> np.ndarray:
+    """`preference` of every row at once, as an (n, k) int array of top-k positions padded with -1."""
+    k = selection.candidates.shape[1]
+    key = np.where(selection.candidates, np.arange(k), k)  # non-candidates last
+    np.put_along_axis(key, selection.rank[:, None], -1, axis=1)  # the draw first
+    ranks = np.argsort(key, axis=1, kind="stable")
+    return np.where(np.take_along_axis(key, ranks, 1) < k, ranks, -1)
+
+
+def cap_reuse(
+    order: np.ndarray, preferences: Sequence[Sequence[int]] | np.ndarray, max_reuse: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One global pass in `order`: each concept takes its first preferred clip used fewer than N times.
 
-    `preferences[i]` lists pool rows (not ranks). Returns the chosen row per concept and whether
-    the cap could not be met (every candidate already full: the concept keeps its own draw).
-    The pass order comes from hashes of (seed, pair_id, concept index), not from shards, so the
-    result is the same however the pairs are split; the cost is one sequential sweep.
+    `preferences[i]` lists pool rows (not ranks); negative entries are padding (so an (n, k) int
+    array serves at a million images, where lists of Python ints would take gigabytes). Returns
+    the chosen row per concept and whether the cap could not be met (every candidate already
+    full: the concept keeps its own draw). The pass order comes from hashes of (seed, pair_id,
+    concept index), not from shards, so the result is the same however the pairs are split; the
+    cost is one sequential sweep.
     """
     if max_reuse < 1:
         raise ValueError("--max-reuse must be at least 1")
-    used: dict[int, int] = {}
+    used: dict[int, int] = {}  # at most one entry per pool row
     chosen = np.empty(len(preferences), np.int64)
     overflow = np.zeros(len(preferences), bool)
     for i in np.argsort(order, kind="stable"):
-        prefs = preferences[i]
+        row_prefs = preferences[i]
+        prefs = [r for r in (row_prefs.tolist() if isinstance(row_prefs, np.ndarray) else row_prefs) if r >= 0]
         pick = next((row for row in prefs if used.get(row, 0) < max_reuse), None)
         if pick is None:
             pick, overflow[i] = prefs[0], True

@@ -72,4 +72,5 @@ def retrieve(
             "rerun `sonify retrieve` with the same options once they are, to draw the pairs"
         )
         return
+    pairs.prepare_reuse()  # the --max-reuse global pass, once here rather than in every worker
     run.run(pairs, workdir)

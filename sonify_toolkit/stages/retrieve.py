@@ -12,7 +12,8 @@ Two stages, run one after the other by the command:
 
 Nothing a shard writes depends on shard count, worker count or order: search results depend
 only on a text, draws only on (seed, pair_id, concept index), and the optional reuse cap is one
-global pass in a hash-defined order (see `retrieval.cap_reuse`), computed once and cached.
+global pass in a hash-defined order (see `retrieval.cap_reuse`), computed once by the command and
+cached as one assignments file per pairs shard.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import retrieval, schema
@@ -501,25 +503,43 @@ def build_pairs(
 
 def reuse_assignments(
     workdir: Path, mode: str, topk: TopK, params: DrawParams, max_reuse: int
-) -> tuple[dict[tuple[str, int], int], int]:
-    """The reuse cap's global pass over every concept of every shard; returns rows and overflow count."""
-    pair_ids: list[str] = []
-    index: list[int] = []
-    prefs: list[list[int]] = []
+) -> tuple[list[pa.Table], int]:
+    """The reuse cap's global pass over every concept of every shard; returns the overflow count and,
+    per concepts shard (plan order), its concepts' (pair_id, concept_index, row) in `concept_items` order.
+
+    Held as arrays (preferences (n, k) int32, ids in arrow), not Python objects per concept: at a
+    million images x 2 VLMs that is ~8M concepts, gigabytes as lists and dicts.
+    """
+    prefs: list[np.ndarray] = []
     order: list[np.ndarray] = []
+    ids: list[pa.Table] = []
     for vlm_dir, shard in concept_shards(workdir):
         items = concept_items(read_concepts(workdir, vlm_dir, shard), mode).only_searched(topk.where)
         where, sel, draws = select_sources(items, topk, params)
-        for i in range(len(items.texts)):
-            prefs.append([int(topk.rows[where[i], r]) for r in retrieval.preference(sel, i)])
-        pair_ids += items.pair_ids
-        index += items.index
+        ranks = retrieval.preferences(sel)
+        rows = np.take_along_axis(topk.rows[where], np.maximum(ranks, 0), 1) if len(where) else ranks
+        prefs.append(np.where(ranks >= 0, rows, -1).astype(np.int32))
         order.append(draws.order)
-    # canonical input order first, so even colliding order keys cannot depend on the shard layout
-    canon = sorted(range(len(pair_ids)), key=lambda i: (pair_ids[i], index[i]))
-    keys = np.concatenate(order)[canon] if order else np.zeros(0, np.uint64)
-    chosen, overflow = retrieval.cap_reuse(keys, [prefs[i] for i in canon], max_reuse)
-    return {(pair_ids[c], index[c]): int(chosen[j]) for j, c in enumerate(canon)}, int(overflow.sum())
+        ids.append(
+            pa.table(
+                {"pair_id": pa.array(items.pair_ids, pa.string()), "concept_index": pa.array(items.index, pa.int32())}
+            )
+        )
+    if not ids:
+        return [], 0
+    # canonical order (hash key, then pair_id, concept index): colliding keys cannot depend on the shard layout
+    keys = pa.concat_tables(ids).append_column("order", pa.array(np.concatenate(order), pa.uint64()))
+    sort = [("order", "ascending"), ("pair_id", "ascending"), ("concept_index", "ascending")]
+    position = np.empty(keys.num_rows, np.uint64)
+    position[pc.sort_indices(keys, sort_keys=sort).to_numpy()] = np.arange(keys.num_rows, dtype=np.uint64)
+    width = max(p.shape[1] for p in prefs)
+    padded = np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1) for p in prefs])
+    chosen, overflow = retrieval.cap_reuse(position, padded, max_reuse)
+    out, start = [], 0
+    for t in ids:
+        out.append(t.append_column("row", pa.array(chosen[start : start + t.num_rows], pa.int64())))
+        start += t.num_rows
+    return out, int(overflow.sum())
 
 
 @dataclass
@@ -573,53 +593,51 @@ class RetrievePairsStage(Stage):
             "concepts": concepts_fingerprints(Path(self.workdir)),
         }
 
-    def setup(self) -> None:
-        workdir = Path(self.workdir)
-        sd = StageDir(self.search.output_dir(workdir))
+    def _load_topk(self) -> TopK:
+        sd = StageDir(self.search.output_dir(Path(self.workdir)))
         if not sd.all_complete():
             raise RuntimeError("the search stage is not complete: run `sonify retrieve` until it is")
-        topk = TopK.from_table(sd.read_table("topk", TOPK))
-        pool = PoolColumns.from_table(load_pool(workdir, with_embeddings=False).segments)
-        assigned = None
-        if self.max_reuse is not None:
-            assigned = self._reuse_assignments(topk)
-        self._state = {"topk": topk, "pool": pool, "assigned": assigned}
+        return TopK.from_table(sd.read_table("topk", TOPK))
 
-    def _reuse_assignments(self, topk: TopK) -> dict[tuple[str, int], int]:
-        """The global pass runs once per parameter set and is cached; workers then only read it."""
-        workdir = Path(self.workdir)
-        path = retrieve_dir(workdir) / "reuse" / f"{fingerprint(self.params())}.parquet"
-        if not path.exists():
-            mapping, overflow = reuse_assignments(
-                workdir, self.search.concept_text, topk, self.draw_params, int(self.max_reuse or 0)
+    def setup(self) -> None:
+        topk = self._load_topk()
+        pool = PoolColumns.from_table(load_pool(Path(self.workdir), with_embeddings=False).segments)
+        self._state = {"topk": topk, "pool": pool, "reuse": self.prepare_reuse(topk)}
+
+    def reuse_dir(self) -> Path:
+        return retrieve_dir(Path(self.workdir)) / "reuse" / fingerprint(self.params())
+
+    def prepare_reuse(self, topk: TopK | None = None) -> Path | None:
+        """The reuse cap's global pass, run once per parameter set: one assignments file per pairs shard,
+        then `done.json`. The command runs it before starting workers, so they only read their shard's file
+        (setup runs it too, for a stage started otherwise)."""
+        if self.max_reuse is None:
+            return None
+        folder = self.reuse_dir()
+        if not (folder / "done.json").exists():
+            topk = topk or self._load_topk()
+            tables, overflow = reuse_assignments(
+                Path(self.workdir), self.search.concept_text, topk, self.draw_params, self.max_reuse
             )
-            keys = sorted(mapping)
-            table = pa.table(
-                {
-                    "pair_id": [k[0] for k in keys],
-                    "concept_index": pa.array([k[1] for k in keys], pa.int32()),
-                    "row": pa.array([mapping[k] for k in keys], pa.int64()),
-                }
-            )
-            atomic_write_table(path, table.replace_schema_metadata({"overflow": str(overflow)}))
-            return mapping
-        t = pq.read_table(path)
-        return {
-            (p, int(c)): int(r)
-            for p, c, r in zip(
-                t.column("pair_id").to_pylist(),
-                t.column("concept_index").to_pylist(),
-                t.column("row").to_pylist(),
-                strict=True,
-            )
-        }
+            for i, table in enumerate(tables):
+                atomic_write_table(folder / f"{i:05d}.parquet", table)
+            atomic_write_json(folder / "done.json", {"shards": len(tables), "overflow": overflow})
+        return folder
+
+    def _assigned(self, index: int) -> dict[tuple[str, int], int] | None:
+        folder = self._state["reuse"]
+        if folder is None:
+            return None
+        t = pq.read_table(folder / f"{index:05d}.parquet")
+        cols = [t.column(n).to_pylist() for n in ("pair_id", "concept_index", "row")]
+        return {(p, c): r for p, c, r in zip(*cols, strict=True)}
 
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
         (vlm_dir, index) = shard.items[0]
         concepts = read_concepts(Path(self.workdir), vlm_dir, index)
         items = concept_items(concepts, self.search.concept_text).only_searched(self._state["topk"].where)
         table, counters = build_pairs(
-            items, self._state["topk"], self._state["pool"], self.draw_params, self._state["assigned"]
+            items, self._state["topk"], self._state["pool"], self.draw_params, self._assigned(shard.index)
         )
         if on_item:
             on_item(1)

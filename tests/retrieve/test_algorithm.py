@@ -120,3 +120,13 @@ def test_preference_lists_draw_then_candidates_by_rank() -> None:
     sel = retrieval.select(np.array([[0.64, 0.49, 0.36, 0.0]]), np.array([0.8]))
     assert sel.rank[0] == 2
     assert retrieval.preference(sel, 0) == [2, 0, 1]
+    assert retrieval.preferences(sel).tolist() == [[2, 0, 1, -1]]  # the same, padded, for every row at once
+
+
+def test_reuse_cap_takes_padded_arrays_like_lists() -> None:
+    lists = [[7, 3], [7], [3, 7, 9], [7, 9]] * 5
+    padded = np.array([row + [-1] * (3 - len(row)) for row in lists])
+    order = np.random.default_rng(1).permutation(20).astype(np.uint64)
+    a, over_a = retrieval.cap_reuse(order, lists, 3)
+    b, over_b = retrieval.cap_reuse(order, padded, 3)
+    assert a.tolist() == b.tolist() and over_a.tolist() == over_b.tolist()
