@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..fileio import UnsafePathError, safe_join
 from ..settings import IMAGE_EXTENSIONS
 
 THUMB_SIDE = 256
@@ -42,11 +43,19 @@ def read_image_bytes(ref: str) -> bytes:
 
 
 def find_image(image_id: str, roots: Sequence[Path]) -> str | None:
-    """An image of a release found by id under the `--images` folders (ROOT/ID or ROOT/ID.ext)."""
+    """An image of a release found by id under the `--images` folders (ROOT/ID or ROOT/ID.ext).
+
+    The id comes from the release (anyone's metadata): one that is absolute, climbs out with `..` or
+    resolves outside its root is never looked up.
+    """
     for root in roots:
         for name in [image_id, *(image_id + ext for ext in IMAGE_EXTENSIONS)]:
-            if (Path(root) / name).is_file():
-                return str(Path(root) / name)
+            try:
+                path = safe_join(root, name)
+            except UnsafePathError:
+                return None
+            if path.is_file():
+                return str(path)
     return None
 
 
