@@ -19,6 +19,8 @@ from typing import Any
 
 import jinja2
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import audio
 from ..fileio import UnsafePathError, safe_join
@@ -60,19 +62,29 @@ def _render_source_fn() -> Any:
         return None
 
 
-def _image_refs(run: RunData, image_roots: Sequence[Path]) -> dict[str, str]:
+def _image_refs(run: RunData, image_ids: list[str], image_roots: Sequence[Path]) -> dict[str, str]:
+    """Where the gallery's images are: the concepts tables' paths, else a file under `--images`."""
     refs: dict[str, str] = {}
+    wanted = pa.array(sorted(set(image_ids)), pa.string())
     if run.concepts is not None:
+        found = run.concepts.filter(pc.is_in(run.concepts.column("image_id"), value_set=wanted))
         for image_id, path in zip(
-            run.concepts.column("image_id").to_pylist(), run.concepts.column("image_path").to_pylist(), strict=True
+            found.column("image_id").to_pylist(), found.column("image_path").to_pylist(), strict=True
         ):
             if path and image_id not in refs:
                 refs[image_id] = path
-    if image_roots:
-        for image_id in run.pairs.column("image_id").to_pylist():
-            if image_id not in refs and (found := find_image(image_id, image_roots)):
-                refs[image_id] = found
+    for image_id in wanted.to_pylist():
+        if image_id not in refs and image_roots and (path := find_image(image_id, image_roots)):
+            refs[image_id] = path
     return refs
+
+
+def _mixes(run: RunData, pair_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The render index rows of the gallery's pairs only."""
+    if run.rendered is None:
+        return {}
+    rows = run.rendered.filter(pc.is_in(run.rendered.column("pair_id"), value_set=pa.array(pair_ids, pa.string())))
+    return {r["pair_id"]: r for r in rows.to_pylist()}
 
 
 def _gallery(
@@ -83,14 +95,12 @@ def _gallery(
     source_roots: Mapping[str, str],
     problems: Counter[str],
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    refs = _image_refs(run, image_roots)
-    mixes: dict[str, dict[str, Any]] = {}
-    if run.rendered is not None:
-        mixes = {r["pair_id"]: r for r in run.rendered.to_pylist()}
+    pairs = run.pairs.take(rows).to_pylist() if rows else []
+    refs = _image_refs(run, [p["image_id"] for p in pairs], image_roots)
+    mixes = _mixes(run, [p["pair_id"] for p in pairs])
     render_source = _render_source_fn() if source_roots else None
     made = {"thumbnails": 0, "mixes": 0, "source_clips": 0}
     thumbs: dict[str, str | None] = {}
-    pairs = run.pairs.take(rows).to_pylist() if rows else []
     items = []
     for n, pair in enumerate(pairs):
         item: dict[str, Any] = {
