@@ -47,6 +47,14 @@ class TrainConfig:
     sample_guidance: float = 4.5
     resume: str | None = "latest"  # "latest", a checkpoint folder, or null
 
+    def __post_init__(self) -> None:
+        """Values that would otherwise fail deep in the loop (a modulo by zero at the first step)."""
+        for name in ("checkpoint_every", "log_every", "max_steps", "per_device_batch_size", "global_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 0.0 <= self.null_audio_rate < 1.0:
+            raise ValueError(f"null_audio_rate must be in [0, 1), not {self.null_audio_rate}")
+
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         raw = yaml.safe_load(Path(path).read_text()) or {}

@@ -28,6 +28,12 @@ def test_paper_config_loads_and_batch_is_computed_and_checked() -> None:
         accumulation_for(640, 40, 3)
 
 
+@pytest.mark.parametrize(("key", "value"), [("checkpoint_every", 0), ("log_every", 0), ("null_audio_rate", 1.0)])
+def test_config_refuses_values_that_would_fail_inside_the_loop(key: str, value) -> None:
+    with pytest.raises(ValueError, match=key):
+        TrainConfig.from_yaml(TINY, **{key: value})
+
+
 def test_loop_overfits_four_pairs(features, tiny_pixart, tmp_path) -> None:
     out, _ = features
     cfg = tiny_config(out, tiny_pixart, tmp_path / "run", max_steps=40, null_audio_rate=0.0, sample_every=20)
