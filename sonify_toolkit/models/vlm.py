@@ -33,8 +33,11 @@ class VLMEngine(Protocol):
     model_id: str
     batch_size: int  # images the stage should hand over per call
 
-    def generate(self, images: Sequence[Image.Image], prompt: str, sample_seed: int | None = None) -> list[Generation]:
-        """Greedy answers; with `sample_seed`, sampled ones (the stage's retry of an unparsable answer)."""
+    def generate(
+        self, images: Sequence[Image.Image], prompt: str, sample_seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        """Greedy answers; with `sample_seeds` (one per image), sampled ones (the stage's retry of an
+        unparsable answer). An image's sampled answer depends on its own seed only, never on its batch."""
         ...
 
     def close(self) -> None: ...
@@ -98,6 +101,7 @@ class TransformersVLM:
         return sum(1 for t in ids if t != self.pad_id)
 
     def _generate_batch(self, images: Sequence[Image.Image], prompt: str, sample_seed: int | None) -> list[Generation]:
+        """Greedy for the batch, or sampled from `sample_seed` (then the caller passes one image)."""
         import torch
 
         text = self._prompt_text(prompt)
@@ -115,18 +119,29 @@ class TransformersVLM:
         texts = self.processor.batch_decode(new, skip_special_tokens=True)
         return [Generation(t.strip(), self._count_tokens(row)) for t, row in zip(texts, new, strict=True)]
 
-    def generate(self, images: Sequence[Image.Image], prompt: str, sample_seed: int | None = None) -> list[Generation]:
-        """One batched call; if the batch fails (e.g. out of memory), each image alone, so one bad
-        image costs one error row."""
+    def _one(self, image: Image.Image, prompt: str, sample_seed: int | None) -> Generation:
+        try:
+            return self._generate_batch([image], prompt, sample_seed)[0]
+        except Exception as exc:
+            return Generation(None, 0, f"{type(exc).__name__}: {exc}")
+
+    def generate(
+        self, images: Sequence[Image.Image], prompt: str, sample_seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        """Greedy: one batched call; if the batch fails (e.g. out of memory), each image alone, so one
+        bad image costs one error row. Sampled (rare retries): each image alone from its own seed, since
+        one torch generator shared by a batch would tie an image's answer to its batch mates."""
+        if sample_seeds is not None:
+            return [self._one(img, prompt, seed) for img, seed in zip(images, sample_seeds, strict=True)]
         if not images:
             return []
         try:
-            return self._generate_batch(images, prompt, sample_seed)
-        except Exception as exc:
+            return self._generate_batch(images, prompt, None)
+        except Exception:
             if len(images) == 1:
-                return [Generation(None, 0, f"{type(exc).__name__}: {exc}")]
+                return [self._one(images[0], prompt, None)]
             _empty_cache()
-        return [self.generate([img], prompt, sample_seed)[0] for img in images]
+        return [self._one(img, prompt, None) for img in images]
 
     def close(self) -> None:
         self.model = None
@@ -141,11 +156,11 @@ def _empty_cache() -> None:
 
 
 def timed_generate(
-    engine: VLMEngine, images: Sequence[Image.Image], prompt: str, sample_seed: int | None = None
+    engine: VLMEngine, images: Sequence[Image.Image], prompt: str, sample_seeds: Sequence[int] | None = None
 ) -> tuple[list[Generation], float]:
     """`engine.generate` and its wall time (for images/s and tokens/s in the shard stats)."""
     t0 = time.perf_counter()
-    out = engine.generate(images, prompt, sample_seed)
+    out = engine.generate(images, prompt, sample_seeds)
     return out, time.perf_counter() - t0
 
 

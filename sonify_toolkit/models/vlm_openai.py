@@ -176,12 +176,12 @@ class OpenAIVLM:
                 time.sleep(min(MAX_BACKOFF, wait) * (1 + 0.1 * random.random()))
         raise AssertionError("unreachable")
 
-    def generate(self, images: Sequence[Image.Image], prompt: str, sample_seed: int | None = None) -> list[Generation]:
+    def generate(
+        self, images: Sequence[Image.Image], prompt: str, sample_seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
         """Every image concurrently (at most `concurrency` in flight); answers in input order."""
-        futures = [
-            self._pool.submit(self._request, img, prompt, None if sample_seed is None else sample_seed + i)
-            for i, img in enumerate(images)
-        ]
+        seeds = [None] * len(images) if sample_seeds is None else list(sample_seeds)
+        futures = [self._pool.submit(self._request, img, prompt, seed) for img, seed in zip(images, seeds, strict=True)]
         return [f.result() for f in futures]
 
     def close(self) -> None:

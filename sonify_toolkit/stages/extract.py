@@ -282,10 +282,10 @@ class _ShardRun:
         self.errors.add(self.shard.items[pos][1], reason, detail)
         self._row(pos, drop_reason=reason, error=detail[:2000], raw_response=raw)
 
-    def _generate(self, images: list[Image.Image], seed: int | None) -> list[Any]:
+    def _generate(self, images: list[Image.Image], seeds: list[int] | None) -> list[Any]:
         from ..models.vlm import timed_generate
 
-        out, secs = timed_generate(self.stage._engine, images, self.prompt, seed)
+        out, secs = timed_generate(self.stage._engine, images, self.prompt, seeds)
         self.gen_seconds += secs
         self.counts["generated_tokens"] += sum(g.tokens for g in out)
         return out
@@ -305,9 +305,9 @@ class _ShardRun:
                 retry.append((pos, img))
         if retry:
             self.counts["retried"] += len(retry)
-            seed = stable_seed(self.shard.items[retry[0][0]][1])
+            seeds = [stable_seed(self.shard.items[pos][1]) for pos, _ in retry]  # the image's own, not its batch's
             with self.timer("generate"):
-                gens = self._generate([img for _, img in retry], seed)
+                gens = self._generate([img for _, img in retry], seeds)
             for (pos, _), g in zip(retry, gens, strict=True):
                 if g.error is not None:
                     self._error(pos, "generation_failed", g.error)

@@ -87,6 +87,6 @@ def test_a_refused_image_is_its_error_row_with_the_key_redacted(openai_server: F
 
 def test_sampled_retry_sends_temperature_and_seed(openai_server: FakeServer) -> None:
     e = engine(openai_server)
-    e.generate([RED, RED], "p", sample_seed=7)
+    e.generate([RED, RED], "p", sample_seeds=[7, 3])
     seeds = sorted(b["seed"] for b in openai_server.requests)
-    assert seeds == [7, 8] and all(b["temperature"] > 0 for b in openai_server.requests)
+    assert seeds == [3, 7] and all(b["temperature"] > 0 for b in openai_server.requests)

@@ -178,3 +178,33 @@ def test_process_pool_matches_inline(openai_server: FakeServer, tmp_path: Path) 
     run(openai_stage(openai_server, [str(pics)], images_per_shard=2), tmp_path / "a")
     run(openai_stage(openai_server, [str(pics)], images_per_shard=2), tmp_path / "b", executor=local_executor(2))
     assert concepts(tmp_path / "a", "served/vlm").equals(concepts(tmp_path / "b", "served/vlm"))
+
+
+def test_retry_seeds_belong_to_the_image_not_its_batch(openai_server: FakeServer, tmp_path: Path) -> None:
+    """Unparsable (dark) images are retried sampled; each with the same seed whatever the batch size."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for k in range(6):
+        Image.new("RGB", (24, 24), (10 * k, 0, 0)).save(pics / f"dark_{k}.png")
+
+    def retry_seeds() -> dict[int, int]:
+        out = {}
+        for body in openai_server.requests:
+            if "seed" in body:
+                url = body["messages"][0]["content"][0]["image_url"]["url"]
+                img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+                out[round(float(np.asarray(img)[..., 0].mean()) / 10)] = body["seed"]
+        openai_server.requests.clear()
+        return out
+
+    run(openai_stage(openai_server, [str(pics)], concurrency=1, images_per_shard=6), tmp_path / "a")  # batches of 4
+    first = retry_seeds()
+    run(openai_stage(openai_server, [str(pics)], concurrency=3, images_per_shard=6), tmp_path / "b")  # one batch
+    assert sorted(first) == list(range(6)) and retry_seeds() == first
+    assert len(set(first.values())) == 6

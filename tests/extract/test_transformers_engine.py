@@ -31,9 +31,12 @@ def test_batched_greedy_equals_one_by_one(engine: TransformersVLM) -> None:
     assert engine.model.dtype.is_floating_point and engine.device == "cpu"
 
 
-def test_sampling_is_seeded(engine: TransformersVLM) -> None:
-    img = [Image.new("RGB", (40, 40), (10, 200, 10))]
-    assert engine.generate(img, PROMPT, sample_seed=3)[0].text == engine.generate(img, PROMPT, sample_seed=3)[0].text
+def test_sampling_is_seeded_per_image(engine: TransformersVLM) -> None:
+    """An image's sampled answer depends on its seed only, not on the images retried beside it."""
+    a, b = Image.new("RGB", (40, 40), (10, 200, 10)), Image.new("RGB", (30, 50), (200, 10, 10))
+    alone = engine.generate([b], PROMPT, sample_seeds=[4])[0]
+    assert engine.generate([a, b], PROMPT, sample_seeds=[3, 4])[1].text == alone.text
+    assert engine.generate([b, a], PROMPT, sample_seeds=[4, 5])[0].text == alone.text
 
 
 def test_model_errors_become_generation_errors(engine: TransformersVLM) -> None:
