@@ -8,6 +8,7 @@ parameters and error counts of the run that made it). Everything here is pure ov
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,15 +49,28 @@ class RunData:
 
 
 # --- loading --------------------------------------------------------------------------------------
-def find_stage_dirs(workdir: Path) -> dict[str, StageDir]:
-    """Every stage folder under a work directory, keyed by its POSIX path relative to it (sorted)."""
+def find_stage_dirs(workdir: Path, max_depth: int = 3) -> dict[str, StageDir]:
+    """Every stage folder under a work directory, keyed by its POSIX path relative to it (sorted).
+
+    Walked level by level to `max_depth`, listing only the folders above that depth: a large run's
+    work directory holds millions of audio, image and shard files that a recursive glob would visit.
+    """
     workdir = Path(workdir)
-    found = {}
-    for manifest in sorted(workdir.rglob(STAGE_FILE)):
-        rel = manifest.parent.relative_to(workdir)
-        if len(rel.parts) <= 3:
-            found[rel.as_posix()] = StageDir(manifest.parent)
-    return found
+    found = []
+    level = [workdir]
+    for depth in range(max_depth + 1):
+        found += [d for d in level if (d / STAGE_FILE).is_file()]
+        if depth < max_depth:
+            level = [Path(e.path) for d in level for e in _subfolders(d)]
+    return {d.relative_to(workdir).as_posix(): StageDir(d) for d in sorted(found)}
+
+
+def _subfolders(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return [e for e in it if e.is_dir(follow_symlinks=False)]
+    except (NotADirectoryError, PermissionError):
+        return []
 
 
 def stage_errors(sd: StageDir) -> dict[str, int]:

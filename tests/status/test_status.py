@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sonify_toolkit.cli import app
@@ -61,3 +62,26 @@ def test_empty_and_missing_workdir(tmp_path: Path) -> None:
     assert "no stage has run yet" in _run(tmp_path)
     result = CliRunner().invoke(app, ["status", "--workdir", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no work directory" in result.output
+
+
+def test_stage_folders_are_found_without_walking_deep_trees(
+    finished_workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sonify_toolkit.stats import find_stage_dirs
+
+    deep = finished_workdir / "render" / "audio" / "ab"
+    deep.mkdir(parents=True, exist_ok=True)
+    (deep / "cd").mkdir(exist_ok=True)  # a fourth level: never listed
+    listed: list[str] = []
+    real = os.scandir
+
+    def spy(path):  # type: ignore[no-untyped-def]
+        listed.append(Path(path).relative_to(finished_workdir).as_posix())
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", spy)
+    found = find_stage_dirs(finished_workdir)
+    assert {"pool", "pool/clap", "pairs", "render"} <= set(found)
+    assert listed and max(len(Path(p).parts) for p in listed) <= 2 and "render/audio/ab" not in listed
