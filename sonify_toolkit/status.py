@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .shards import StageDir
-from .stats import find_stage_dirs
+from .stats import find_stage_dirs, is_smoke_run
 
 # stage name (as recorded in _stage.json) -> CLI command that runs it
 COMMANDS = {
@@ -187,8 +187,9 @@ def print_status(workdir: str | Path, console: Console | None = None) -> list[St
     if not states:
         console.print(f"{workdir}: no stage has run yet (start with `sonify pool NAME=ROOT --workdir {workdir}`)")
         return states
-    smoke = any(s.params.get("smoke_run") for s in states)
-    if smoke:
+    pool_manifest = workdir / "pool" / "manifest.json"
+    manifests = {s.path: {"params": s.params} for s in states}
+    if is_smoke_run(manifests, json.loads(pool_manifest.read_text()) if pool_manifest.exists() else {}):
         console.print("[bold red]SMOKE RUN: tiny random models; the pairings mean nothing.[/]")
     table = Table(title=f"sonify status: {workdir}")
     for col in ("stage", "folder", "shards", "rows", "errors by reason", "fingerprint"):

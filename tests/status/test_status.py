@@ -85,3 +85,16 @@ def test_stage_folders_are_found_without_walking_deep_trees(
     found = find_stage_dirs(finished_workdir)
     assert {"pool", "pool/clap", "pairs", "render"} <= set(found)
     assert listed and max(len(Path(p).parts) for p in listed) <= 2 and "render/audio/ab" not in listed
+
+
+def test_smoke_run_recorded_only_in_the_pool_manifest_is_loud(finished_workdir: Path, tmp_path: Path) -> None:
+    import json
+
+    w = tmp_path / "w"
+    shutil.copytree(finished_workdir, w)
+    assert "SMOKE RUN" not in _run(w)
+    manifest = w / "pool" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["clap"] = {**data.get("clap", {}), "smoke_run": True}  # where `sonify demo` records it
+    manifest.write_text(json.dumps(data))
+    assert "SMOKE RUN" in _run(w)
