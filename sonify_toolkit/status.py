@@ -9,6 +9,7 @@ the manifests do not record (input folders, label files) is shown as a `<PLACEHO
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections import Counter
 from dataclasses import dataclass, field
@@ -176,7 +177,18 @@ def continue_command(workdir: Path, rel: str, manifest: dict[str, Any]) -> tuple
         missing.append("--prompt-file, if the first run used one (the prompt text is in _stage.json)")
     if manifest.get("stage") == "pool" and recorded.get("label_files"):
         missing.append("labels (the same --labels NAME=CSV as the first run: only their checksums are recorded)")
-    return " ".join(a if "<" in a and ">" in a else shlex.quote(a) for a in args), missing
+    return " ".join(_quote(a) for a in args), missing
+
+
+def _quote(arg: str) -> str:
+    """Shell-quote an argument, leaving a trailing `<PLACEHOLDER>` readable (`name=<ROOT_OF_NAME>`).
+
+    Only placeholders made here stay bare: a recorded value holding `<` and `>` is quoted like any other.
+    """
+    m = re.fullmatch(r"(.*?)(<[A-Z0-9_]+>)", arg)
+    if m is None or "<" in m.group(1) or ">" in m.group(1):
+        return shlex.quote(arg)
+    return (shlex.quote(m.group(1)) if m.group(1) else "") + m.group(2)
 
 
 # --- printing -----------------------------------------------------------------------------------

@@ -98,3 +98,16 @@ def test_smoke_run_recorded_only_in_the_pool_manifest_is_loud(finished_workdir: 
     data["clap"] = {**data.get("clap", {}), "smoke_run": True}  # where `sonify demo` records it
     manifest.write_text(json.dumps(data))
     assert "SMOKE RUN" in _run(w)
+
+
+def test_recorded_values_with_angle_brackets_are_quoted(tmp_path: Path) -> None:
+    import shlex
+
+    from sonify_toolkit.status import continue_command
+
+    manifest = {"stage": "extract", "num_shards": 2, "params": {"vlm": "my vlm <v2>", "images_per_shard": 4}}
+    command, missing = continue_command(tmp_path / "w x", "concepts/v", manifest)
+    assert command.startswith("sonify extract <IMAGES> --workdir")
+    argv = shlex.split(command)
+    assert argv[argv.index("--vlm") + 1] == "my vlm <v2>" and argv[argv.index("--workdir") + 1] == str(tmp_path / "w x")
+    assert missing == ["images"]
