@@ -13,6 +13,7 @@ Item tuples (the first two fields are always kind and image id):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 import warnings
@@ -292,18 +293,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def decode_image(payload: Payload, max_side: int | None = None) -> Image.Image:
     """Encoded bytes -> an RGB image no larger than `max_side`; raises ImageDecodeError(reason)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # PIL warns per damaged file ("Tag data larger than file"): noise at scale
+            warnings.simplefilter("ignore")
             img = payload if isinstance(payload, Image.Image) else Image.open(io.BytesIO(payload))
             if max_side and img.format == "JPEG" and max(img.size) > max_side:
                 scale = max_side / max(img.size)  # decode at a reduced DCT scale, never below the target size
                 img.draft("RGB", (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            with contextlib.suppress(Exception):  # a malformed EXIF block (struct.error ...): pixels kept as stored
+                img = ImageOps.exif_transpose(img) or img
             img = to_rgb(img)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("image_too_large", str(exc)) from exc
-    except (OSError, ValueError, SyntaxError, EOFError, TypeError) as exc:
+    except Exception as exc:  # decoders raise far more than OSError on damaged files; one image, never the shard
         raise ImageDecodeError("unreadable_image", f"{type(exc).__name__}: {exc}") from exc
     if img.width < 1 or img.height < 1:
         raise ImageDecodeError("unreadable_image", f"empty image {img.size}")

@@ -57,6 +57,7 @@ def write_awkward_images(root: Path) -> dict[str, str]:
         "one.png": (png_bytes(Image.new("RGB", (1, 1), (9, 9, 9))), "ok"),
         "palette.webp": (_webp(noise), "ok"),
         "huge.jpg": (jpeg_bytes(Image.new("RGB", (6000, 4000), (90, 120, 30)), quality=50), "ok"),
+        "bad_exif.jpg": (bad_exif_jpeg(), "ok"),
         "corrupt.jpg": (b"this is not an image at all" * 10, "unreadable_image"),
         "truncated.jpg": (jpeg_bytes(noise)[:300], "unreadable_image"),
         "empty.png": (b"", "unreadable_image"),
@@ -67,6 +68,15 @@ def write_awkward_images(root: Path) -> dict[str, str]:
     for rel, (data, _) in files.items():
         (root / rel).write_bytes(data)
     return {rel: outcome for rel, (_, outcome) in files.items() if outcome != "skipped"}
+
+
+# EXIF with orientation 6 and a known LONG tag (TileByteCounts) stored as ASCII: PIL reads it, but
+# re-serialising it inside `ImageOps.exif_transpose` raises struct.error (found by fuzzing WEBP files)
+BAD_EXIF = bytes.fromhex("4d4d002a000000080002014300020000000463616d0001120003000000010006000000000000")
+
+
+def bad_exif_jpeg(size: tuple[int, int] = (8, 6)) -> bytes:
+    return jpeg_bytes(Image.new("RGB", size, (200, 30, 30)), exif=b"Exif\x00\x00" + BAD_EXIF)
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -15,7 +15,7 @@ from PIL import Image
 from sonify_toolkit import images as imgs
 from sonify_toolkit.stages.extract import plan_inputs
 
-from .conftest import jpeg_bytes, png_bytes
+from .conftest import bad_exif_jpeg, jpeg_bytes, png_bytes
 
 
 def read_all(items: list[tuple]) -> dict[str, object]:
@@ -48,6 +48,14 @@ def test_folder_ids_outcomes_and_odd_images(awkward_images: tuple[Path, dict[str
             assert value == outcome, rel
     assert got["huge"] == (256, 171)  # 6000x4000 decoded in draft mode, then downscaled
     assert got["one"] == (1, 1)
+
+
+def test_exif_orientation_applied_and_a_malformed_exif_is_not_fatal() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees for display
+    assert imgs.decode_image(jpeg_bytes(Image.new("RGB", (8, 6)), exif=exif)).size == (6, 8)
+    img = imgs.decode_image(bad_exif_jpeg((8, 6)))  # exif_transpose raises struct.error on it: kept as stored
+    assert img.size == (8, 6) and img.mode == "RGB"
 
 
 def test_modes_become_rgb() -> None:
