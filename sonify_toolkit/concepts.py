@@ -99,8 +99,9 @@ def _pairs_from_json_list(items: list[Any]) -> list[tuple[Any, Any]]:
 
 def _from_json(obj: Any) -> tuple[str | None, list[tuple[Any, Any]]] | None:
     """A decoded JSON value -> (caption, pairs), or None when it is not a shape we know."""
-    if isinstance(obj, list):
-        return None, _pairs_from_json_list(obj)
+    if isinstance(obj, list):  # "[]" means no sounds; a list with nothing we can read ("[1]" in prose) is no answer
+        pairs = _pairs_from_json_list(obj)
+        return (None, pairs) if pairs or not obj else None
     if not isinstance(obj, dict):
         return None
     caption = _first(obj, _CAPTION_KEYS)

@@ -68,6 +68,15 @@ ANSWERS = [
     ('{"caption": "A logo on a wall.", "sounds": []}', "A logo on a wall.", []),
     # a prose "nothing sounds" answer
     ("There are no sound sources visible in this image.", None, []),
+    # a bracketed footnote is JSON but not an answer: the lines still count
+    (
+        "Caption: A dog by a river.\n- dog: a dog barking [1]\n- river: water flowing",
+        "A dog by a river.",
+        [("dog", "a dog barking [1]"), ("river", "water flowing")],
+    ),
+    ("Sounds [2]:\n1. dog - a dog barking\n2. river - water flowing", None, DOG_RIVER),
+    # a bare empty JSON list: nothing sounds
+    ("[]", None, []),
 ]
 
 
