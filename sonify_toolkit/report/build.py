@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 from .. import audio
 from ..fileio import UnsafePathError, safe_join
 from ..plots import TITLES, write_plots
-from ..stats import RunData, compute_stats, flat_params, load_run
+from ..shards import STAGE_FILE
+from ..stats import RELEASE_MANIFEST, RunData, compute_stats, flat_params, load_run
 from .thumbs import find_image, write_thumbnail
 
 MAX_GALLERY = 240
@@ -191,6 +192,17 @@ def _json_for_html(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def _refuse_foreign_output(out: Path, run: RunData) -> None:
+    """The report replaces `out/{plots,thumbs,audio}`: never inside a stage folder, a release or its inputs."""
+    taken = [Path(run.origin), *([Path(run.rendered_dir)] if run.rendered_dir else [])]
+    if any(out.resolve() == p.resolve() for p in taken) or any(
+        (out / name).exists() for name in (STAGE_FILE, RELEASE_MANIFEST)
+    ):
+        raise ValueError(
+            f"{out} holds a run's own files (its audio/ or plots/ would be replaced): choose another --out"
+        )
+
+
 def build_report(
     source: str | Path,
     out: str | Path,
@@ -203,6 +215,7 @@ def build_report(
     """Write `out/index.html` and everything it shows for a work directory or a release."""
     run = load_run(source, rendered)
     out = Path(out)
+    _refuse_foreign_output(out, run)
     for sub in ("plots", "thumbs", "audio"):
         if (out / sub).exists():
             shutil.rmtree(out / sub)  # a rebuilt report never points at a previous run's files

@@ -32,3 +32,16 @@ def test_image_ids_cannot_reach_outside_the_image_roots(tmp_path: Path) -> None:
     for thumb in (tmp_path / "html" / "thumbs").glob("*.jpg"):
         with Image.open(thumb) as im:
             assert im.getpixel((0, 0)) != (255, 0, 0) or im.size != (8, 8)
+
+
+def test_refuses_to_write_over_a_run_s_own_folders(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sonify_toolkit.cli import app
+
+    w = make_workdir(tmp_path)
+    before = sorted((w / "render" / "audio").rglob("*.flac"))
+    for out in (w / "render", w, w / "pairs"):
+        result = CliRunner().invoke(app, ["report", str(w), "--out", str(out)])
+        assert result.exit_code == 2 and "sonify report: error:" in result.output, result.output
+    assert sorted((w / "render" / "audio").rglob("*.flac")) == before and before
