@@ -159,13 +159,6 @@ class ExtractStage(Stage):
     def resources(self) -> Resources:
         """One GPU per worker for the in-process engine on CUDA; the openai engine only waits on HTTP."""
         return model_resources(self.device) if self.engine == "transformers" else Resources(num_cpus=1)
-        if self.device.startswith("cuda"):
-            return Resources(num_cpus=1, num_gpus=1)
-        if self.device == "auto":
-            import torch
-
-            return Resources(num_cpus=1, num_gpus=1 if torch.cuda.is_available() else 0)
-        return Resources(num_cpus=1)
 
     @property
     def prompt_text(self) -> str:
