@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+import pyarrow.compute as pc
 from huggingface_hub import DatasetCardData
 
 from ..stats import RunData, flat_params, size_category
@@ -71,6 +72,12 @@ def collections(run: RunData, stats: dict[str, Any]) -> list[str]:
     return sorted(names)
 
 
+def image_collections(run: RunData) -> list[str]:
+    """Named image sources of the pairs (a short name, not a path), for the licence table."""
+    names = pc.unique(pc.drop_null(run.pairs.column("image_source"))).to_pylist()
+    return sorted(s for s in names if s and "/" not in s and len(s) < 40)
+
+
 def render_card(
     run: RunData,
     stats: dict[str, Any],
@@ -87,7 +94,6 @@ def render_card(
     env.filters["md"] = _md
     template = env.from_string(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
     sound = collections(run, stats)
-    images = sorted({s for s in run.pairs.column("image_source").to_pylist() if s and "/" not in s and len(s) < 40})
     data = card_data(
         pretty_name=pretty_name,
         num_rows=run.pairs.num_rows,
@@ -107,7 +113,7 @@ def render_card(
         all_parameters=flat_params({**run.stages, **_pool_params(run.pool_manifest)}),
         collections=sound,
         rendered=rendered,
-        licences=licence_rows(sound + images),
+        licences=licence_rows(sound + image_collections(run)),
     )
 
 
@@ -120,7 +126,7 @@ def render_license(run: RunData, stats: dict[str, Any]) -> str:
         "not included and remain under their own terms.",
         "",
     ]
-    for row in licence_rows(collections(run, stats)):
+    for row in licence_rows(collections(run, stats) + image_collections(run)):
         lines += [f"## {row['name']}", "", row["licence"], ""] + ([row["link"], ""] if row["link"] else [])
     return "\n".join(lines)
 

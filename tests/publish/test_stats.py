@@ -58,3 +58,13 @@ def test_empty_pairs_table(tmp_path: Path) -> None:
     stats = compute_stats(RunData(origin=tmp_path, kind="workdir", pairs=schema.PAIRS.empty_table()))
     assert stats["counts"]["sources"] == 0 and stats["top_concepts"] == []
     assert stats["clip_usage"]["distinct_clips"] == 0
+
+
+def test_license_file_lists_the_image_collections_the_card_lists(tmp_path: Path) -> None:
+    from sonify_toolkit.dataset_card import render_license
+
+    pairs = _pairs([["dog"]], 0)
+    pairs = pairs.set_column(2, "image_source", pa.array(["my_photos"]))
+    run = RunData(origin=tmp_path, kind="workdir", pairs=pairs)
+    text = render_license(run, compute_stats(run))
+    assert "## my_photos" in text and "## fsd" in text
