@@ -160,6 +160,13 @@ class ExtractStage(Stage):
         """One GPU per worker for the in-process engine on CUDA; the openai engine only waits on HTTP."""
         return model_resources(self.device) if self.engine == "transformers" else Resources(num_cpus=1)
 
+    def _resolved_dtype(self) -> str:
+        if self.engine != "transformers":
+            return "server"  # the server's precision; --dtype does not reach it
+        from ..models.clap import pick_device, torch_dtype
+
+        return str(torch_dtype(self.dtype, pick_device(self.device))).removeprefix("torch.")
+
     @property
     def prompt_text(self) -> str:
         return cp.render_prompt(self.prompt, self.max_concepts)
@@ -175,11 +182,12 @@ class ExtractStage(Stage):
 
     def params(self) -> dict[str, Any]:
         """What changes the answers. Left out on purpose: device, batch size, server URL, key,
-        concurrency, timeouts (a run may resume on other hardware or another server)."""
+        concurrency, timeouts (a run may resume on other hardware or another server). The precision
+        is the resolved one: `auto` is fp32 on CPU and bf16 on GPU, answers that must not share a folder."""
         return {
             "vlm": self.vlm,
             "engine": self.engine,
-            "dtype": self.dtype,
+            "dtype": self._resolved_dtype(),
             "prompt": self.prompt_text,
             "max_concepts": self.max_concepts,
             "max_new_tokens": self.max_new_tokens,

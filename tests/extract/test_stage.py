@@ -208,3 +208,13 @@ def test_retry_seeds_belong_to_the_image_not_its_batch(openai_server: FakeServer
     run(openai_stage(openai_server, [str(pics)], concurrency=3, images_per_shard=6), tmp_path / "b")  # one batch
     assert sorted(first) == list(range(6)) and retry_seeds() == first
     assert len(set(first.values())) == 6
+
+
+def test_fingerprint_records_the_resolved_precision() -> None:
+    """auto is fp32 on CPU and bf16 on GPU: a run resumed on the other must refuse to mix answers."""
+    dtype = {d: ExtractStage(inputs=["x"], device="cpu", dtype=d).params()["dtype"] for d in ("auto", "fp32", "bf16")}
+    assert dtype == {"auto": "float32", "fp32": "float32", "bf16": "bfloat16"}
+    assert ExtractStage(inputs=["x"], device="cuda", dtype="auto").params()["dtype"] == "bfloat16"
+    assert (
+        ExtractStage(inputs=["x"], engine="openai", base_url="http://h/v1", dtype="bf16").params()["dtype"] == "server"
+    )
