@@ -6,7 +6,7 @@ One definition of the reuse figures, shared by the retrieve stats, the dataset c
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,10 @@ def gini(counts: Iterable[int]) -> float:
     return float(((2 * ranks - n - 1) * x).sum() / (n * x.sum()))
 
 
-def clip_usage(clip_ids: Iterable[str], pool_size: int | None = None) -> dict[str, Any]:
-    """Reuse statistics of the chosen clips.
+def clip_usage(clip_ids: Iterable[str] | Mapping[str, int], pool_size: int | None = None) -> dict[str, Any]:
+    """Reuse statistics of the chosen clips: one clip id per use, or already counted as {clip id: uses}.
+
+    At scale pass the counts (e.g. a `Counter` filled shard by shard) rather than a list of every use.
 
     The Gini is computed over the whole pool when `pool_size` is known (unused clips count as 0,
     which is what "the pool is used evenly" means), otherwise over the clips that were used.
