@@ -211,9 +211,11 @@ class ImageReader:
         """Image values of consecutive rows of one dataset (one file shard for streams)."""
         _, _, name, split, file_shard, first, _ = items[0]
         h = self._dataset(name, split, file_shard < 0)
-        if h.saved:
-            tbl = h.dataset.with_format("arrow")[first : first + len(items)]  # raw values: no decoding
-            yield from tbl.column(self.image_column).to_pylist()
+        if h.saved:  # a memory-mapped slice, raw values (no decoding), one row in Python at a time
+            tbl = h.dataset.with_format("arrow")[first : first + len(items)]
+            for part in tbl.column(self.image_column).chunks:
+                for value in part:
+                    yield value.as_py()
             return
         ds = h.dataset
         part = ds.shard(num_shards=ds.num_shards, index=file_shard, contiguous=True)
@@ -235,16 +237,7 @@ class ImageReader:
                     and items[j][5] == items[j - 1][5] + 1
                 ):
                     j += 1
-                group = items[i:j]
-                try:
-                    values = list(self._hf_rows(group))
-                except Exception as exc:  # a broken dataset file fails its rows, not the run
-                    values = [ImageDecodeError("unreadable_image", f"{type(exc).__name__}: {exc}")] * len(group)
-                values += [ImageDecodeError("unreadable_image", "row missing from dataset")] * (
-                    len(group) - len(values)
-                )
-                for it, v in zip(group, values, strict=False):
-                    yield it, v if isinstance(v, ImageDecodeError) else _hf_value(v)
+                yield from self._hf_payloads(items[i:j])
                 i = j
                 continue
             try:
@@ -255,6 +248,27 @@ class ImageReader:
             except OSError as exc:
                 yield item, ImageDecodeError("unreadable_image", f"{type(exc).__name__}: {exc}")
             i += 1
+
+    def _hf_payloads(self, group: Sequence[Item]) -> Iterator[tuple[Item, Payload | ImageDecodeError]]:
+        """One row at a time (a shard of images is never all in memory); a broken dataset file fails
+        the rows from where it broke, not the run."""
+        rows = self._hf_rows(group)
+        failed: ImageDecodeError | None = None
+        for it in group:
+            if failed is None:
+                try:
+                    value = next(rows, _MISSING)
+                except Exception as exc:
+                    failed = ImageDecodeError("unreadable_image", f"{type(exc).__name__}: {exc}")
+            if failed is not None:
+                yield it, failed
+            elif value is _MISSING:
+                yield it, ImageDecodeError("unreadable_image", "row missing from dataset")
+            else:
+                yield it, _hf_value(value)
+
+
+_MISSING = object()
 
 
 def _hf_value(v: Any) -> Payload | ImageDecodeError:

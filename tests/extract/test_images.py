@@ -164,3 +164,30 @@ def test_hf_dataset_streamed_from_parquet_files(tmp_path: Path) -> None:
     assert got == {"u003": (23, 10), "u004": (24, 10), "u005": (25, 10)}
     no_id = imgs.plan_hf(name, "train", "image", None)
     assert [it[1] for it in no_id] == [str(i) for i in range(7)]
+
+
+def test_hf_rows_stream_one_image_at_a_time(tmp_path: Path) -> None:
+    """A shard of a saved dataset is read a row at a time, never a shard's images in memory at once."""
+    import tracemalloc
+
+    import datasets
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    blobs = [rng.integers(0, 255, 200_000, dtype=np.uint8).tobytes() for _ in range(40)]  # 8 MB in all
+    feats = datasets.Features({"image": datasets.Image()})
+    ds = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in blobs]}, features=feats)
+    ds.save_to_disk(str(tmp_path / "big"))
+    del ds, feats
+    items = imgs.plan_hf(str(tmp_path / "big"), "train", "image", None)
+    reader = imgs.ImageReader("image")
+    tracemalloc.start()
+    try:
+        for k, (_, payload) in enumerate(reader.iter_payloads(items)):
+            assert payload == blobs[k]
+            del payload
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        reader.close()
+    assert peak < 2_000_000, peak
