@@ -228,12 +228,12 @@ class ExtractStage(Stage):
         for st in sd.stats():
             c.update(st.get("counters", {}))
             c["items"] += st.get("items", 0)
-        secs = c["generate_ms"] / 1000
+        secs = c["generate_ms"] / 1000  # summed over shards: with N workers busy at once, N times the wall time
         return {
             "kept": f"{c['kept']:,} of {c['items']:,} images ({c['concepts']:,} concepts)",
             "throughput": (
                 f"{c['images'] / secs:,.2f} images/s, {c['generated_tokens'] / secs:,.1f} generated tokens/s "
-                f"(over {secs:,.1f} s of generation)"
+                f"per worker (over {secs:,.1f} s of generation)"
                 if secs > 0
                 else "n/a"
             ),

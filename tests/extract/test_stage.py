@@ -57,7 +57,7 @@ def test_tiny_llava_end_to_end(tiny_llava: Path, awkward_images: tuple[Path, dic
     stats = StageDir(tmp_path / "concepts" / vlm_slug(str(tiny_llava))).stats()
     assert sum(s["counters"]["generated_tokens"] for s in stats) > 0
     assert all(s["images_per_second"] and s["tokens_per_second"] for s in stats if s["counters"].get("images"))
-    assert "images/s" in summary.facts["throughput"]
+    assert "images/s" in summary.facts["throughput"] and "per worker" in summary.facts["throughput"]
 
 
 def openai_stage(server: FakeServer, inputs: list[str], **kw: object) -> ExtractStage:
