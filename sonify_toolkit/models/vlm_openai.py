@@ -182,7 +182,12 @@ class OpenAIVLM:
         """Every image concurrently (at most `concurrency` in flight); answers in input order."""
         seeds = [None] * len(images) if sample_seeds is None else list(sample_seeds)
         futures = [self._pool.submit(self._request, img, prompt, seed) for img, seed in zip(images, seeds, strict=True)]
-        return [f.result() for f in futures]
+        try:
+            return [f.result() for f in futures]
+        except ServerRefused:  # the run stops: requests still queued would fail the same way, slowly
+            for f in futures:
+                f.cancel()
+            raise
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -79,6 +79,15 @@ def test_wrong_key_url_or_model_stops_the_run_without_the_key(openai_server: Fak
     assert "sk-test-secret" not in str(err.value) and openai_server.count() == 1  # not retried
 
 
+def test_a_refused_run_sends_no_more_requests(openai_server: FakeServer) -> None:
+    openai_server.script = ["404"] * 10
+    e = engine(openai_server, concurrency=1)
+    with pytest.raises(ServerRefused):
+        e.generate([RED] * 6, "p")
+    e.close()  # waits for whatever is still running or queued
+    assert openai_server.count() <= 2
+
+
 def test_a_refused_image_is_its_error_row_with_the_key_redacted(openai_server: FakeServer) -> None:
     openai_server.script = ["400"]
     (g,) = engine(openai_server, concurrency=1).generate([RED], "p")
