@@ -94,7 +94,10 @@ def plan_manifest(path: str | Path) -> list[Item]:
     except (KeyError, ValueError, OSError) as exc:
         raise ImageSourceError(f"manifest {path} needs columns 'image_id' and 'path': {exc}") from exc
     ids, paths = tbl.column("image_id").to_pylist(), tbl.column("path").to_pylist()
-    rows = sorted((str(i), p) for i, p in zip(ids, paths, strict=True) if i is not None and p)
+    blank = [n for n, (i, p) in enumerate(zip(ids, paths, strict=True)) if i is None or str(i) == "" or not p]
+    if blank:  # dropped silently, they would be images missing from every count
+        raise ImageSourceError(f"manifest {path}: {len(blank)} row(s) without image_id or path (first: row {blank[0]})")
+    rows = sorted((str(i), str(p)) for i, p in zip(ids, paths, strict=True))
     return [("file", i, str(p if Path(p).is_absolute() else path.parent / p)) for i, p in rows]
 
 

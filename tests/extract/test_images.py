@@ -122,6 +122,9 @@ def test_manifests_parquet_and_csv(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": ["a"], "file": ["b"]}), tmp_path / "bad.parquet")
     with pytest.raises(imgs.ImageSourceError, match="image_id"):
         plan_inputs([str(tmp_path / "bad.parquet")])
+    pq.write_table(pa.table({"image_id": ["a", None, "c"], "path": ["a.png", "b.png", ""]}), tmp_path / "gap.parquet")
+    with pytest.raises(imgs.ImageSourceError, match=r"2 row\(s\) without image_id or path \(first: row 1\)"):
+        plan_inputs([str(tmp_path / "gap.parquet")])
 
 
 def _hf_dataset(n: int):
