@@ -100,9 +100,9 @@ class ClipImages:
         from transformers import CLIPModel
         from transformers.models.clip import CLIPImageProcessorPil
 
-        from sonify_toolkit.models.clap import pick_device
+        from sonify_toolkit.models.device import load_device
 
-        self.device = pick_device(device)
+        self.device = load_device(device)
         self.model = CLIPModel.from_pretrained(model).to(self.device).eval()
         self.processor = CLIPImageProcessorPil.from_pretrained(model)
         self.batch_size = batch_size
@@ -126,9 +126,9 @@ class Wav2ClipAudio:
     def __init__(self, spec: str = "wav2clip", device: str = "auto"):
         import torch
 
-        from sonify_toolkit.models.clap import pick_device
+        from sonify_toolkit.models.device import load_device
 
-        self.device = pick_device(device)
+        self.device = load_device(device)
         self._w2c = None
         if spec != "wav2clip":
             try:  # a TorchScript export: (batch, samples) -> (batch, dim)
@@ -175,9 +175,9 @@ class InceptionPool:
             from pytorch_fid.inception import InceptionV3
         except ImportError as exc:
             raise ValueError("--fid-features inception needs `pip install pytorch-fid` (or use clip)") from exc
-        from sonify_toolkit.models.clap import pick_device
+        from sonify_toolkit.models.device import load_device
 
-        self.device = pick_device(device)
+        self.device = load_device(device)
         self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(self.device).eval()
         self.batch_size = batch_size
 

@@ -112,9 +112,9 @@ class PrepareStage(Stage):
         from diffusers import AutoencoderKL
 
         from sonify_toolkit.models.ast import AstEncoder
-        from sonify_toolkit.models.clap import pick_device
+        from sonify_toolkit.models.device import load_device
 
-        self._device = pick_device(self.device)
+        self._device = load_device(self.device)
         self._ast = AstEncoder(self.ast_model, device=self._device, dtype="fp32", batch_size=self.batch_size)
         kw = {"subfolder": self.vae_subfolder} if self.vae_subfolder else {}
         self._vae = AutoencoderKL.from_pretrained(self.base_model, **kw).to(self._device).eval()

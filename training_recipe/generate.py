@@ -104,7 +104,7 @@ class Generator:
         import torch
 
         from sonify_toolkit.models.ast import AstEncoder
-        from sonify_toolkit.models.clap import pick_device, torch_dtype
+        from sonify_toolkit.models.device import load_device, torch_dtype
 
         from .model import load_export
         from .pipeline import make_pipeline
@@ -112,7 +112,7 @@ class Generator:
         path = Path(checkpoint)
         if (path / "pipeline").is_dir():
             path = path / "pipeline"  # a training checkpoint: use its export
-        self.device = pick_device(device)
+        self.device = load_device(device)
         self.dtype = torch_dtype(dtype, self.device)
         transformer, self.null_audio, self.recipe = load_export(path, dtype=self.dtype)
         self.pipe = make_pipeline(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..settings import SAMPLE_RATE
-from .clap import pick_device, torch_dtype
+from .device import load_device, torch_dtype
 
 DEFAULT_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 AST_BATCH_SIZE = 16
@@ -61,7 +61,7 @@ class AstEncoder:
     ):
         from transformers import ASTFeatureExtractor, ASTModel
 
-        self.device = pick_device(device)
+        self.device = load_device(device)
         self.model = ASTModel.from_pretrained(model, revision=revision, dtype=torch_dtype(dtype, self.device))
         self.model.to(self.device).eval()
         self.extractor = ASTFeatureExtractor.from_pretrained(model, revision=revision)

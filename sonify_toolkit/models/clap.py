@@ -14,31 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..settings import CLAP_BATCH_SIZE, CLAP_SAMPLE_RATE
-
-
-def pick_device(device: str | None) -> str:
-    """`auto` (or None) means cuda when available; anything else is passed to torch as is."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def torch_dtype(name: str | None, device: str) -> Any:
-    """`auto` is bf16 on GPU and fp32 on CPU."""
-    import torch
-
-    if name in (None, "", "auto"):
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {
-        "fp32": torch.float32,
-        "float32": torch.float32,
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-    }[name]
+from .device import load_device, torch_dtype
 
 
 @dataclass(frozen=True)
@@ -76,7 +52,7 @@ class ClapEncoder:
     ):
         from transformers import ClapModel, ClapProcessor
 
-        self.device = pick_device(device)
+        self.device = load_device(device)
         self.model = ClapModel.from_pretrained(model, revision=revision, dtype=torch_dtype(dtype, self.device))
         self.model.to(self.device).eval()
         self.processor = ClapProcessor.from_pretrained(model, revision=revision)

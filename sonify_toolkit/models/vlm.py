@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from ..settings import VLM_BATCH_SIZE, VLM_MAX_NEW_TOKENS, VLM_RETRY_TEMPERATURE
-from .clap import pick_device, torch_dtype
+from .device import load_device, torch_dtype
 
 
 @dataclass
@@ -62,7 +62,7 @@ class TransformersVLM:
         self.model_id = model
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
-        self.device = pick_device(device)
+        self.device = load_device(device)
         kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
         self.processor = AutoProcessor.from_pretrained(model, **kw)
         dt = torch_dtype(dtype, self.device)

@@ -163,7 +163,7 @@ class ExtractStage(Stage):
     def _resolved_dtype(self) -> str:
         if self.engine != "transformers":
             return "server"  # the server's precision; --dtype does not reach it
-        from ..models.clap import pick_device, torch_dtype
+        from ..models.device import pick_device, torch_dtype
 
         return str(torch_dtype(self.dtype, pick_device(self.device))).removeprefix("torch.")
 

@@ -277,7 +277,7 @@ class PoolEmbedStage(Stage):
         return self._plan
 
     def params(self) -> dict[str, Any]:
-        from ..models.clap import pick_device, torch_dtype
+        from ..models.device import pick_device, torch_dtype
 
         # the resolved precision: fp32 (CPU) and bf16 (GPU) vectors must never share one index
         dtype = str(torch_dtype(self.dtype, pick_device(self.device))).removeprefix("torch.")

@@ -294,7 +294,7 @@ class RetrieveSearchStage(Stage):
 
     def cache_identity(self) -> dict[str, Any]:
         """Cached vectors are only reused from the same checkpoint at the same precision (bf16 != fp32)."""
-        from ..models.clap import pick_device, torch_dtype
+        from ..models.device import pick_device, torch_dtype
 
         return {**self.clap, "dtype": str(torch_dtype(self.dtype, pick_device(self.device)))}
 
@@ -303,7 +303,7 @@ class RetrieveSearchStage(Stage):
         import faiss
 
         if self.index.kind == "exact":
-            from ..models.clap import pick_device
+            from ..models.device import pick_device
 
             return build_index(pool, self.index, pick_device(self.device))
         key = fingerprint({"pool": pool_fingerprint(Path(self.workdir)), **self.index.as_dict()})
