@@ -42,13 +42,9 @@ def model_resources(device: str) -> Resources:
 
     Ray sizes its actors from this, so `--executor ray` puts one model on each GPU of the cluster.
     """
-    if device.startswith("cuda"):
-        return Resources(num_cpus=1, num_gpus=1)
-    if device in ("auto", ""):
-        import torch
+    from .models.device import pick_device
 
-        return Resources(num_cpus=1, num_gpus=1 if torch.cuda.is_available() else 0)
-    return Resources(num_cpus=1)
+    return Resources(num_cpus=1, num_gpus=1 if pick_device(device).startswith("cuda") else 0)
 
 
 @dataclass
