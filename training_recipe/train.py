@@ -91,9 +91,13 @@ class TrainResult:
     last_checkpoint: Path | None = None
 
 
+def _step_dirs(checkpoints: Path) -> list[Path]:
+    """The `step-NNNNNNN` folders under `checkpoints`, oldest step first (complete or not)."""
+    return sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    found = sorted((output_dir / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    found = [p for p in found if (p / STATE_FILE).exists()]  # the state file is written last
+    found = [p for p in _step_dirs(output_dir / CHECKPOINTS) if (p / STATE_FILE).exists()]  # state file goes last
     return found[-1] if found else None
 
 
@@ -239,8 +243,8 @@ def _checkpoint(accelerator, model, cfg: TrainConfig, manifest: dict[str, Any], 
     if accelerator.is_main_process:
         export(accelerator.unwrap_model(model), path / "pipeline", _recipe(cfg, manifest))
         (path / STATE_FILE).write_text(json.dumps({"step": step}) + "\n")
-        done = sorted((path.parent).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
         if cfg.checkpoints_total_limit:
+            done = _step_dirs(path.parent)
             for old in done[: max(0, len(done) - cfg.checkpoints_total_limit)]:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
