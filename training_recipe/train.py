@@ -212,7 +212,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 accelerator.log({"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}, step=step)
             if cfg.sample_every and step % cfg.sample_every == 0:
-                _sample(accelerator, model, cfg, val_audio, step)
+                _sample(accelerator, model, cfg, val_audio, dataset.manifest["resolution"], step)
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                 result.last_checkpoint = _checkpoint(accelerator, model, cfg, dataset.manifest, step)
             if step >= cfg.max_steps:
@@ -251,7 +251,7 @@ def _checkpoint(accelerator, model, cfg: TrainConfig, manifest: dict[str, Any], 
     return path
 
 
-def _sample(accelerator, model, cfg: TrainConfig, val_audio: torch.Tensor, step: int) -> None:
+def _sample(accelerator, model, cfg: TrainConfig, val_audio: torch.Tensor, resolution: int, step: int) -> None:
     """Render the validation clips with the current weights (main process), save a grid, log it."""
     if not accelerator.is_main_process:
         return
@@ -259,7 +259,6 @@ def _sample(accelerator, model, cfg: TrainConfig, val_audio: torch.Tensor, step:
 
     net = accelerator.unwrap_model(model)
     pipe = make_pipeline(cfg.base_model, net.transformer, revision=cfg.revision).to(accelerator.device)
-    resolution = json.loads((Path(cfg.features) / MANIFEST).read_text())["resolution"]
     net.eval()
     with accelerator.autocast():
         images = images_from_audio(
