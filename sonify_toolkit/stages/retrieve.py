@@ -656,7 +656,7 @@ class RetrievePairsStage(Stage):
         for _, t in sd.iter_tables(""):
             uses.update(t.column("sources").combine_chunks().flatten().field("clip_id").to_pylist())
         pool_size = load_pool(Path(workdir), with_embeddings=False).segments.num_rows
-        usage = clip_usage(uses.elements(), pool_size)
+        usage = clip_usage(uses, pool_size)
         atomic_write_json(sd.path / "usage.json", usage)
         share = usage["pool_share"] or 0.0
         facts = {
