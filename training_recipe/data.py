@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from sonify_toolkit import audio
-from sonify_toolkit.fileio import safe_join
+from sonify_toolkit.fileio import find_files, safe_join
 from sonify_toolkit.settings import IMAGE_EXTENSIONS, SAMPLE_RATE
 
 TAR_SEP = "::"  # "shard.tar::member.jpg", as in the concepts table's image_path
@@ -50,18 +50,14 @@ def index_images(root: str | Path) -> dict[str, str]:
     """image_id -> reference: a POSIX path relative to `root`, or "shard.tar::member::OFFSET+SIZE" inside an
     uncompressed tar below it (where the member's bytes lie, so that reading one image needs no walk over the
     tar's ~20K headers; compressed tars get "shard.tar::member")."""
-    root = Path(root)
     found: dict[str, str] = {}
     exts = {e.lower() for e in IMAGE_EXTENSIONS}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
-            continue
-        if p.suffix.lower() in exts:
-            found.setdefault(p.stem, rel.as_posix())
-        elif p.suffix.lower() == ".tar":
-            for stem, ref in _index_tar(p, exts):
-                found.setdefault(stem, f"{rel.as_posix()}{TAR_SEP}{ref}")
+    for rel in find_files(root, (*exts, ".tar")):
+        if rel.lower().endswith(".tar"):
+            for stem, ref in _index_tar(Path(root) / rel, exts):
+                found.setdefault(stem, f"{rel}{TAR_SEP}{ref}")
+        else:
+            found.setdefault(Path(rel).stem, rel)
     return found
 
 
