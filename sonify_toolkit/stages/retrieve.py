@@ -19,7 +19,6 @@ cached as one assignments file per pairs shard.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import pyarrow.parquet as pq
 
 from .. import retrieval, schema
 from ..settings import CLAP_BATCH_SIZE, LUFS_MAX, LUFS_MIN, RECALL_SAMPLE, SEED, TEXTS_PER_SHARD, TOP_K
-from ..shards import StageDir, atomic_write_json, atomic_write_table, fingerprint
+from ..shards import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_table, fingerprint
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, chunk, model_resources
 from ..text_cache import TextVectorCache
 from ..usage import clip_usage
@@ -300,21 +299,18 @@ class RetrieveSearchStage(Stage):
 
     def _load_index(self, pool: np.ndarray) -> Any:
         """Exact: built in memory. Approximate: built once and cached, so every shard searches the same one."""
-        import faiss
-
         if self.index.kind == "exact":
             from ..models.device import pick_device
 
             return build_index(pool, self.index, pick_device(self.device))
+        import faiss
+
         key = fingerprint({"pool": pool_fingerprint(Path(self.workdir)), **self.index.as_dict()})
         path = retrieve_dir(Path(self.workdir)) / "index" / f"{self.index.kind}-{key}.faiss"
         if path.exists():
             return faiss.read_index(str(path))
         index = build_index(pool, self.index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        faiss.write_index(index, str(tmp))
-        os.replace(tmp, path)
+        atomic_write_bytes(path, faiss.serialize_index(index).tobytes())
         return index
 
     def _encoder(self) -> Any:
