@@ -207,9 +207,10 @@ class PrepareStage(Stage):
 
         sd = StageDir(self.output_dir(workdir))
         count = sum(s.get("counters", {}).get("pairs_encoded", 0) for s in sd.stats())
-        first = next(sd.array_path("audio", i) for i in sd.complete_shards() if sd.array_path("audio", i).exists())
-        audio_shape = list(np.load(first, mmap_mode="r").shape[1:])
-        latent_shape = list(np.load(sd.array_path("latents", int(first.stem)), mmap_mode="r").shape[1:])
+        first = sd.complete_shards()[0]  # every shard holds both arrays, empty ones too
+        audio_shape, latent_shape = (
+            list(np.load(sd.array_path(name, first), mmap_mode="r").shape[1:]) for name in ("audio", "latents")
+        )
         manifest = {
             "count": count,
             "ast_model": self.ast_model,
