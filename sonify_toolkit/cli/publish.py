@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..settings import DEFAULT_WORKDIR
-from ..stages.publish import build_release, push_to_hub
 from .common import Workdir, one_line_errors
 
 
@@ -31,6 +30,8 @@ def publish(
     pretty_name: Annotated[str | None, typer.Option("--name", help="The card's pretty_name.")] = None,
 ) -> None:
     """Write the release (parquet shards, dataset card, plots) and optionally upload it to the Hub."""
+    from ..stages.publish import build_release, push_to_hub  # datasets + matplotlib: only when publishing
+
     console = Console()
     summary = build_release(workdir, out, repo_id=push_to, rendered=rendered, pretty_name=pretty_name)
     if summary.smoke_run:

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..report import build_report
 from .common import CliError, one_line_errors, parse_assignments
 
 
@@ -29,6 +28,8 @@ def report(
     max_pairs: Annotated[int, typer.Option("--max-pairs", min=1, help="Pairs in the preview gallery.")] = 240,
 ) -> None:
     """Write a self-contained HTML report (open OUT/index.html in a browser)."""
+    from ..report import build_report  # jinja2 + matplotlib: only when a report is built
+
     roots = parse_assignments(sources, "--source")
     for name, values in roots.items():
         if len(values) > 1:
