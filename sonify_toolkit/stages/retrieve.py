@@ -364,17 +364,12 @@ class RetrieveSearchStage(Stage):
             counters["recall_hits"] = round(recall * exact_rows.size)
             counters["recall_total"] = int(exact_rows.size)
         k = rows.shape[1]
+        offsets = pa.array(np.arange(0, (len(texts) + 1) * k, k, dtype=np.int32))
         table = pa.table(
             {
                 "text": pa.array(texts, pa.string()),
-                "rows": pa.ListArray.from_arrays(
-                    pa.array(np.arange(0, (len(texts) + 1) * k, k, dtype=np.int32)),
-                    pa.array(rows.reshape(-1).astype(np.int32)),
-                ),
-                "similarity": pa.ListArray.from_arrays(
-                    pa.array(np.arange(0, (len(texts) + 1) * k, k, dtype=np.int32)),
-                    pa.array(sims.reshape(-1).astype(np.float32)),
-                ),
+                "rows": pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1).astype(np.int32))),
+                "similarity": pa.ListArray.from_arrays(offsets, pa.array(sims.reshape(-1).astype(np.float32))),
             },
             schema=TOPK,
         )
