@@ -9,7 +9,6 @@ model-specific code. `trust_remote_code` (CogVLM and other custom models) only w
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -153,15 +152,6 @@ def _empty_cache() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def timed_generate(
-    engine: VLMEngine, images: Sequence[Image.Image], prompt: str, sample_seeds: Sequence[int] | None = None
-) -> tuple[list[Generation], float]:
-    """`engine.generate` and its wall time (for images/s and tokens/s in the shard stats)."""
-    t0 = time.perf_counter()
-    out = engine.generate(images, prompt, sample_seeds)
-    return out, time.perf_counter() - t0
 
 
 def make_engine(kind: str, model: str, **options: Any) -> VLMEngine:

@@ -263,7 +263,6 @@ class _ShardRun:
         self.errors = ErrorLog()
         self.counts: Counter[str] = Counter()
         self.timer = StatsTimer()
-        self.gen_seconds = 0.0
         self.prompt = stage.prompt_text
 
     def _row(self, pos: int, **values: Any) -> None:
@@ -284,18 +283,15 @@ class _ShardRun:
         self._row(pos, drop_reason=reason, error=detail[:2000], raw_response=raw)
 
     def _generate(self, images: list[Image.Image], seeds: list[int] | None) -> list[Any]:
-        from ..models.vlm import timed_generate
-
-        out, secs = timed_generate(self.stage._engine, images, self.prompt, seeds)
-        self.gen_seconds += secs
+        with self.timer("generate"):
+            out = self.stage._engine.generate(images, self.prompt, seeds)
         self.counts["generated_tokens"] += sum(g.tokens for g in out)
         return out
 
     def _flush(self, batch: list[tuple[int, Image.Image]]) -> None:
         if not batch:
             return
-        with self.timer("generate"):
-            gens = self._generate([img for _, img in batch], None)
+        gens = self._generate([img for _, img in batch], None)
         retry: list[tuple[int, Image.Image]] = []
         for (pos, img), g in zip(batch, gens, strict=True):
             if g.error is not None:
@@ -307,8 +303,7 @@ class _ShardRun:
         if retry:
             self.counts["retried"] += len(retry)
             seeds = [stable_seed(self.shard.items[pos][1]) for pos, _ in retry]  # the image's own, not its batch's
-            with self.timer("generate"):
-                gens = self._generate([img for _, img in retry], seeds)
+            gens = self._generate([img for _, img in retry], seeds)
             for (pos, _), g in zip(retry, gens, strict=True):
                 if g.error is not None:
                     self._error(pos, "generation_failed", g.error)
@@ -356,8 +351,8 @@ class _ShardRun:
                 self._flush(batch)
                 batch = []
         self._flush(batch)
-        self.counts["generate_ms"] = round(self.gen_seconds * 1000)
-        secs = self.gen_seconds
+        secs = self.timer.seconds["generate"]
+        self.counts["generate_ms"] = round(secs * 1000)
         return ShardResult(
             tables={"": schema.table(self.rows, schema.CONCEPTS), "errors": self.errors.table()},  # type: ignore[arg-type]
             counters=dict(self.counts),
