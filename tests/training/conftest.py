@@ -124,14 +124,11 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"release": rel, "images": images, "audio": rendered, "collection": collection}
 
 
-@pytest.fixture(scope="session")
-def features(tmp_path_factory: pytest.TempPathFactory, release: dict[str, Path], tiny_pixart: Path, tiny_ast: Path):
-    """The prepare output for the tiny release (4 encoded pairs, 1 error row)."""
-    from sonify_toolkit.runner import run_stage
+def tiny_prepare_stage(release: dict[str, Path], tiny_pixart: Path, tiny_ast: Path, shard_size: int = 3):
+    """The prepare stage of the `features` fixture: rendered audio, tiny models, 32 px, batches of 2."""
     from training_recipe.features import build_stage
 
-    out = tmp_path_factory.mktemp("features")
-    stage = build_stage(
+    return build_stage(
         str(release["release"]),
         release["images"],
         audio_dir=release["audio"],
@@ -140,9 +137,17 @@ def features(tmp_path_factory: pytest.TempPathFactory, release: dict[str, Path],
         resolution=32,
         device="cpu",
         batch_size=2,
-        shard_size=3,
+        shard_size=shard_size,
     )
-    summary = run_stage(stage, out, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def features(tmp_path_factory: pytest.TempPathFactory, release: dict[str, Path], tiny_pixart: Path, tiny_ast: Path):
+    """The prepare output for the tiny release (4 encoded pairs, 1 error row)."""
+    from sonify_toolkit.runner import run_stage
+
+    out = tmp_path_factory.mktemp("features")
+    summary = run_stage(tiny_prepare_stage(release, tiny_pixart, tiny_ast), out, show_progress=False)
     return out, summary
 
 

@@ -10,6 +10,7 @@ import pytest
 from sonify_toolkit import schema
 from sonify_toolkit.runner import run_stage
 from sonify_toolkit.shards import StageDir
+from tests.training.conftest import tiny_prepare_stage
 from training_recipe.features import build_stage
 
 
@@ -34,21 +35,9 @@ def test_prepare_encodes_found_pairs_and_records_missing_image(features) -> None
 
 def test_prepare_resumes_and_is_shard_count_independent(features, release, tiny_pixart, tiny_ast, tmp_path) -> None:
     out, _ = features
-    kwargs = dict(
-        audio_dir=release["audio"],
-        base_model=str(tiny_pixart),
-        ast_model=str(tiny_ast),
-        resolution=32,
-        device="cpu",
-        batch_size=2,
-    )
-    again = run_stage(
-        build_stage(str(release["release"]), release["images"], shard_size=3, **kwargs), out, show_progress=False
-    )
+    again = run_stage(tiny_prepare_stage(release, tiny_pixart, tiny_ast), out, show_progress=False)
     assert again.shards_skipped == 2 and again.shards_done_now == 0
-    one = run_stage(
-        build_stage(str(release["release"]), release["images"], shard_size=10, **kwargs), tmp_path, show_progress=False
-    )
+    one = run_stage(tiny_prepare_stage(release, tiny_pixart, tiny_ast, shard_size=10), tmp_path, show_progress=False)
     assert one.shards_total == 1
     np.testing.assert_array_equal(StageDir(tmp_path).read_array("audio"), StageDir(out).read_array("audio"))
     # conv kernels round differently by batch composition: equal to fp16 precision, byte-identical per plan
