@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .executors import Executor, InlineExecutor, ShardSelection
+from .executors import Executor, InlineExecutor, ShardSelection, make_executor
 from .shards import StageDir, fingerprint
 from .stage import Stage
 
@@ -156,3 +156,29 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     if not summary.finalized:
         t.add_row("note", "not every shard is complete yet: rerun (or finish the other machines' shards) to finalize")
     console.print(t)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How and where a stage command runs its shards: the options every stage command shares."""
+
+    workers: int = 1
+    num_shards: int | None = None
+    shard_index: int | None = None
+    overwrite: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    quiet: bool = False
+
+    def run(self, stage: Stage, workdir: Path, console: Console | None = None) -> RunSummary:
+        """Run (or resume) the stage and print its one-screen summary."""
+        summary = run_stage(
+            stage,
+            workdir,
+            make_executor(self.executor, self.workers, address=self.ray_address),
+            ShardSelection.resolve(self.num_shards, self.shard_index),
+            overwrite=self.overwrite,
+            show_progress=not self.quiet,
+        )
+        print_summary(summary, console or Console())
+        return summary

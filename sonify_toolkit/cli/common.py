@@ -6,17 +6,13 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
-from ..executors import ShardSelection, make_executor
-from ..runner import RunSummary, print_summary, run_stage
+from ..runner import RunOptions
 from ..shards import StageMismatchError
-from ..stage import Stage
 
 Workdir = Annotated[Path, typer.Option("--workdir", "-w", help="Work directory holding every stage's tables.")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Local worker processes (each loads its own model).")]
@@ -40,14 +36,7 @@ class CliError(Exception):
 
 
 # What a user can cause and fix: printed as one line; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    CliError,
-    StageMismatchError,
-    ValueError,
-    FileNotFoundError,
-    PermissionError,
-    OSError,
-)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (CliError, StageMismatchError, ValueError, OSError)
 
 
 def one_line_errors(command: str) -> Callable[[F], F]:
@@ -75,32 +64,6 @@ def parse_assignments(values: list[str] | None, what: str) -> dict[str, list[str
             raise CliError(f"expected {what} as NAME=VALUE, got {v!r}")
         out.setdefault(name.strip(), []).append(value.strip())
     return out
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How and where a stage command runs its shards: the options every stage command shares."""
-
-    workers: int = 1
-    num_shards: int | None = None
-    shard_index: int | None = None
-    overwrite: bool = False
-    executor: str = "local"
-    ray_address: str | None = None
-    quiet: bool = False
-
-    def run(self, stage: Stage, workdir: Path) -> RunSummary:
-        """Run (or resume) the stage and print its one-screen summary."""
-        summary = run_stage(
-            stage,
-            workdir,
-            make_executor(self.executor, self.workers, address=self.ray_address),
-            ShardSelection.resolve(self.num_shards, self.shard_index),
-            overwrite=self.overwrite,
-            show_progress=not self.quiet,
-        )
-        print_summary(summary, Console())
-        return summary
 
 
 RUN_OPTIONS: dict[str, Any] = {

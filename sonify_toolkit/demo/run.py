@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ..concepts import render_prompt
-from ..executors import ShardSelection, make_executor
-from ..runner import RunSummary, print_summary, run_stage
+from ..runner import RunOptions, RunSummary
 from ..stage import Stage
 from ..stages.extract import ExtractStage
 from ..stages.pool import PoolEmbedStage, PoolSegmentsStage, update_manifest
@@ -115,12 +114,10 @@ def run_demo(
     if not (sounds / "labels.csv").exists():
         write_demo_sounds(sounds)
     models = choose_models(workdir, vlm, clap, tiny, console)
-    executor = make_executor("local", workers)
+    options = RunOptions(workers=workers, num_shards=1, shard_index=0, overwrite=overwrite)  # the whole run here
 
     def run(stage: Stage, where: Path = workdir) -> RunSummary:
-        summary = run_stage(stage, where, executor, ShardSelection(), overwrite=overwrite)
-        print_summary(summary, console)
-        return summary
+        return options.run(stage, where, console)
 
     collections = {"demo": str(sounds)}
     run(PoolSegmentsStage(collections, {"demo": [str(sounds / "labels.csv")]}, files_per_shard=16))
