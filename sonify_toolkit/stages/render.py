@@ -48,7 +48,7 @@ from ..settings import (
     SEGMENT_SECONDS,
 )
 from ..shards import StageDir, atomic_write_bytes
-from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer
+from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
 
 FORMATS = ("flac", "wav", "hf")
 PEAK_CEILING = 1.0  # full scale: a mix whose peak exceeds it is scaled down as a whole
@@ -346,8 +346,7 @@ class RenderStage(Stage):
                 for row, pid in enumerate(self.source.pair_ids(part)):
                     items.append((part, row, pid, pid in seen))
                     seen.add(pid)
-            n = self.pairs_per_shard
-            self._plan = [Shard(i, tuple(items[s : s + n])) for i, s in enumerate(range(0, len(items), n))]
+            self._plan = chunk(items, self.pairs_per_shard)
         return self._plan
 
     def params(self) -> dict[str, Any]:
