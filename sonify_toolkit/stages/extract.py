@@ -332,7 +332,7 @@ class _ShardRun:
         st = self.stage
         assert st._reader is not None
         batch: list[tuple[int, Image.Image]] = []
-        size = max(1, int(getattr(st._engine, "batch_size", st.batch_size)))
+        size = st._engine.batch_size  # the openai engine asks for more than --batch-size: its concurrency x 4
         payloads = st._reader.iter_payloads(self.shard.items)
         for pos in range(len(self.shard.items)):
             with self.timer("read"):
