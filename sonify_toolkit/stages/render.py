@@ -374,9 +374,7 @@ class RenderStage(Stage):
         return rows
 
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
-        if self._cache is None:
-            self.setup()
-        assert self._cache is not None
+        assert self._cache is not None, "setup() runs first (every executor calls it once per worker)"
         cache_before = Counter(self._cache.stats)
         timer = StatsTimer()
         with timer("read_pairs"):
