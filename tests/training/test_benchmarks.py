@@ -46,7 +46,7 @@ def test_video_to_centre_frame_and_audio(tmp_path: Path) -> None:
     (tmp_path / "videos" / "cat").mkdir()
     (tmp_path / "videos" / "cat" / "broken.mp4").write_bytes(b"not a video")
     out = tmp_path / "bench"
-    benchmarks(videos=tmp_path / "videos", out=out, vggsound_csv=None, split="test", balanced=None, seed=0)
+    benchmarks(videos=tmp_path / "videos", out=out)
     pairs = pq.read_table(out / "pairs.parquet").to_pylist()
     assert [(p["id"], p["label"]) for p in pairs] == [("clip_a", "dog")]
     assert pq.read_table(out / "errors.parquet")["reason"].to_pylist() == ["undecodable"]

@@ -12,6 +12,8 @@ from sonify_toolkit import audio as au
 from tests.training.conftest import tone
 from training_recipe.generate import arrange, conditions, generate, reverberate
 
+FAST_CPU = {"guidance": 2.0, "steps": 2, "device": "cpu", "dtype": "fp32"}  # the tiny checkpoint, 2 steps
+
 
 def test_arrange_mix_and_sequence() -> None:
     a, b = tone(440, 1.0), tone(660, 0.5)
@@ -49,19 +51,11 @@ def test_generate_writes_a_labelled_grid(checkpoint: Path, tmp_path: Path) -> No
         checkpoint=checkpoint,
         audio_files=files,
         out=out,
-        weights=None,
         arrange_mode="sequence",
-        sweep_db=None,
         solo=True,
-        reverb=None,
-        lufs=-23.0,
         seeds=[0, 1],
-        guidance=2.0,
-        steps=2,
-        ast=None,
-        device="cpu",
-        dtype="fp32",
         save_each=True,
+        **FAST_CPU,
     )
     grid = Image.open(out)
     # 3 rows (low, high, low -> high) x 2 seeds of 32 px, plus the label column and header
@@ -82,26 +76,6 @@ def test_generate_for_benchmark_pairs(checkpoint: Path, tmp_path: Path) -> None:
         (tmp_path / "audio" / f"v{i}.flac").write_bytes(au.encode(tone(300.0 * (i + 1), 2.0)))
         rows.append({"id": f"v{i}", "image": f"images/v{i}.jpg", "audio": f"audio/v{i}.flac"})
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
-    kw = dict(
-        checkpoint=checkpoint,
-        audio_files=None,
-        out=tmp_path / "unused.png",
-        weights=None,
-        arrange_mode="mix",
-        sweep_db=None,
-        solo=False,
-        reverb=None,
-        lufs=None,
-        seeds=None,
-        guidance=2.0,
-        steps=2,
-        ast=None,
-        device="cpu",
-        dtype="fp32",
-        save_each=False,
-        pairs=tmp_path / "pairs.parquet",
-        out_dir=tmp_path / "gen",
-    )
-    generate(**kw)
+    generate(checkpoint=checkpoint, pairs=tmp_path / "pairs.parquet", out_dir=tmp_path / "gen", **FAST_CPU)
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["v0.png", "v1.png", "v2.png"]
     assert Image.open(tmp_path / "gen" / "v0.png").size == (32, 32)
