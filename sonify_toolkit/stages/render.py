@@ -265,13 +265,9 @@ def reuse_order(pairs: Sequence[Mapping[str, Any]]) -> list[int]:
     Each pair is keyed by its files from most to least used in the shard, so every pair that uses
     the hottest file runs in one stretch, then those sharing the next, ... (ties by name, stable).
     """
-    uses = Counter(k for p in pairs for k in {file_key(s) for s in p.get("sources") or []})
-
-    def key(i: int) -> tuple[list[tuple[int, tuple[str, str]]], int]:
-        files = {file_key(s) for s in pairs[i].get("sources") or []}
-        return sorted((-uses[f], f) for f in files), i
-
-    return sorted(range(len(pairs)), key=key)
+    files = [{file_key(s) for s in p.get("sources") or []} for p in pairs]
+    uses = Counter(f for fs in files for f in fs)
+    return sorted(range(len(pairs)), key=lambda i: (sorted((-uses[f], f) for f in files[i]), i))
 
 
 def audio_relpath(pair_id: str, fmt: str) -> str:
