@@ -149,11 +149,7 @@ class ExtractStage(Stage):
         self._plan: list[Shard] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_engine", "_reader", "_plan")} | {
-            "_engine": None,
-            "_reader": None,
-            "_plan": None,
-        }
+        return {**self.__dict__, "_engine": None, "_reader": None, "_plan": None}
 
     @property  # type: ignore[override]
     def resources(self) -> Resources:
