@@ -7,7 +7,6 @@ rows of its shard without reading the others, and the plan only needs the `pair_
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,7 +111,7 @@ class HubPairs(PairSource):
 
 def _stage_files(folder: Path) -> list[Path]:
     sd = StageDir(folder)
-    manifest = json.loads((folder / STAGE_FILE).read_text())
+    manifest = sd.manifest() or {}
     done = sd.complete_shards()
     if len(done) != manifest.get("num_shards"):
         raise PairSourceError(
