@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ..settings import CLAP_BATCH_SIZE, DEFAULT_CLAP, DEFAULT_WORKDIR, POOL_FILES_PER_SHARD
-from ..stages.pool import PoolEmbedStage, PoolSegmentsStage
 from .common import (
     CliError,
     RunOptions,
@@ -56,6 +55,8 @@ def pool(
     unknown = set(label_files) - set(sources)
     if unknown:
         raise CliError(f"--labels names unknown collection(s): {', '.join(sorted(unknown))}")
+    from ..stages.pool import PoolEmbedStage, PoolSegmentsStage  # audio stack: only when a pool is built
+
     segments = PoolSegmentsStage(sources, label_files, files_per_shard=shard_size)
     run.run(segments, workdir)
     if no_embed:
