@@ -17,6 +17,7 @@ Several VLMs per image (the paper's augmentation) are separate runs, one folder 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from ..settings import (
     IMAGES_PER_SHARD,
     MAX_CONCEPTS,
     NON_SONIC_KEYWORDS,
+    OPENAI_API_KEY_ENV,
     OPENAI_CONCURRENCY,
     OPENAI_MAX_RETRIES,
     OPENAI_TIMEOUT,
@@ -237,10 +239,6 @@ class ExtractStage(Stage):
 
 
 def _env_key() -> str | None:
-    import os
-
-    from ..settings import OPENAI_API_KEY_ENV
-
     return os.environ.get(OPENAI_API_KEY_ENV) or None
 
 
