@@ -240,6 +240,8 @@ def build_stage(
     pairs = data.load_pairs(dataset, split)
     if limit is not None:
         pairs = pairs.slice(0, limit)
+    if pairs.num_rows == 0:
+        raise ValueError(f"no pairs to prepare in {dataset}" + (f" (--limit {limit})" if limit is not None else ""))
     rendered = data.load_rendered_index(audio_dir) if audio_dir is not None else None
     items = plan_items(pairs, data.index_images(images), rendered)
     return PrepareStage(

@@ -76,3 +76,8 @@ def test_prepare_command_needs_exactly_one_audio_input(release, tmp_path, capsys
     with pytest.raises(typer.Exit):
         prepare(dataset=str(release["release"]), images=release["images"], out=tmp_path, audio_dir=None, source=None)
     assert "either --audio" in capsys.readouterr().err
+
+
+def test_prepare_refuses_an_empty_plan(release) -> None:
+    with pytest.raises(ValueError, match="no pairs to prepare"):
+        build_stage(str(release["release"]), release["images"], audio_dir=release["audio"], limit=0)
