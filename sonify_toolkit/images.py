@@ -19,7 +19,6 @@ import tarfile
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -173,19 +172,13 @@ def image_path(item: Item) -> str:
 
 
 # --- reading -----------------------------------------------------------------------------------------
-@dataclass
-class _HFHandle:
-    dataset: Any
-    saved: bool
-
-
 class ImageReader:
     """Streams encoded images for a shard's items; keeps tar files and datasets open between shards."""
 
     def __init__(self, image_column: str = "image") -> None:
         self.image_column = image_column
         self._tars: dict[str, Any] = {}
-        self._hf: dict[tuple[str, str], _HFHandle] = {}
+        self._hf: dict[tuple[str, str], Any] = {}
 
     def close(self) -> None:
         for f in self._tars.values():
@@ -203,24 +196,23 @@ class ImageReader:
             raise OSError(f"tar {path} is truncated at offset {offset}")
         return data
 
-    def _dataset(self, name: str, split: str, saved: bool) -> _HFHandle:
+    def _dataset(self, name: str, split: str, saved: bool) -> Any:
         key = (name, split)
         if key not in self._hf:
-            ds = _load_saved(name, split) if saved else _load_stream(name, split)
-            self._hf[key] = _HFHandle(ds, saved)
+            self._hf[key] = _load_saved(name, split) if saved else _load_stream(name, split)
         return self._hf[key]
 
     def _hf_rows(self, items: Sequence[Item]) -> Iterator[Any]:
         """Image values of consecutive rows of one dataset (one file shard for streams)."""
         _, _, name, split, file_shard, first, _ = items[0]
-        h = self._dataset(name, split, file_shard < 0)
-        if h.saved:  # a memory-mapped slice, raw values (no decoding), one row in Python at a time
-            tbl = h.dataset.with_format("arrow")[first : first + len(items)]
+        saved = file_shard < 0
+        ds = self._dataset(name, split, saved)
+        if saved:  # a memory-mapped slice, raw values (no decoding), one row in Python at a time
+            tbl = ds.with_format("arrow")[first : first + len(items)]
             for part in tbl.column(self.image_column).chunks:
                 for value in part:
                     yield value.as_py()
             return
-        ds = h.dataset
         part = ds.shard(num_shards=ds.num_shards, index=file_shard, contiguous=True)
         part = part.select_columns([self.image_column]).decode(False).skip(first).take(len(items))
         for row in part:
