@@ -120,18 +120,12 @@ def item_draws(
 
 
 # --- optional reuse cap (beyond the paper) ------------------------------------------------------
-def preference(selection: Selection, i: int) -> list[int]:
-    """Top-k positions concept i would accept, best first: its draw, then the other candidates by rank.
-
-    The threshold is the paper's relevance guarantee, so a cap never reaches below it.
-    """
-    drawn = int(selection.rank[i])
-    others = [int(j) for j in np.flatnonzero(selection.candidates[i]) if j != drawn]
-    return [drawn, *others]
-
-
 def preferences(selection: Selection) -> np.ndarray:
-    """`preference` of every row at once, as an (n, k) int array of top-k positions padded with -1."""
+    """Top-k positions each concept would accept, best first: its draw, then the other candidates by rank.
+
+    An (n, k) int array padded with -1. The threshold is the paper's relevance guarantee, so a cap
+    never reaches below it.
+    """
     k = selection.candidates.shape[1]
     key = np.where(selection.candidates, np.arange(k), k)  # non-candidates last
     np.put_along_axis(key, selection.rank[:, None], -1, axis=1)  # the draw first

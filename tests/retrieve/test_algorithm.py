@@ -116,10 +116,16 @@ def test_reuse_cap_overflow_keeps_the_draw() -> None:
     assert overflow.tolist() == [False, True, False]
 
 
+def preference(selection: retrieval.Selection, i: int) -> list[int]:
+    """Reference for one row of `retrieval.preferences`: the draw, then the other candidates by rank."""
+    drawn = int(selection.rank[i])
+    return [drawn, *(int(j) for j in np.flatnonzero(selection.candidates[i]) if j != drawn)]
+
+
 def test_preference_lists_draw_then_candidates_by_rank() -> None:
     sel = retrieval.select(np.array([[0.64, 0.49, 0.36, 0.0]]), np.array([0.8]))
     assert sel.rank[0] == 2
-    assert retrieval.preference(sel, 0) == [2, 0, 1]
+    assert preference(sel, 0) == [2, 0, 1]
     assert retrieval.preferences(sel).tolist() == [[2, 0, 1, -1]]  # the same, padded, for every row at once
 
 
