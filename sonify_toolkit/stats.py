@@ -120,9 +120,7 @@ def _load_workdir(workdir: Path) -> RunData:
         raise FileNotFoundError(f"no pairs in {workdir}/pairs: run `sonify retrieve` first")
     pairs = pairs_dir.read_table("", schema.PAIRS)
     concept_parts = [
-        StageDir(d).read_table("", schema.CONCEPTS)
-        for d in sorted((workdir / "concepts").glob("*"))
-        if (d / STAGE_FILE).exists()
+        sd.read_table("", schema.CONCEPTS) for rel, sd in stage_dirs.items() if rel.startswith("concepts/")
     ]
     pool_manifest_path = workdir / "pool" / "manifest.json"
     return RunData(
