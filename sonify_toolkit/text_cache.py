@@ -10,7 +10,6 @@ by two workers is harmless (both hold the same text's vector).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .shards import atomic_write_bytes, atomic_write_table, fingerprint
+from .shards import atomic_write_json, atomic_write_table, fingerprint
 
 
 def text_key(text: str) -> str:
@@ -78,7 +77,7 @@ class TextVectorCache:
         keys = [text_key(t) for t in texts]
         info = self.dir / "encoder.json"
         if not info.exists():
-            atomic_write_bytes(info, (json.dumps(self.encoder, sort_keys=True) + "\n").encode())
+            atomic_write_json(info, self.encoder)
         vec = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim)
         name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
         atomic_write_table(self.dir / f"{name}.parquet", pa.table({"key": keys, "vector": vec}))
