@@ -122,16 +122,21 @@ def _load_workdir(workdir: Path) -> RunData:
     concept_parts = [
         sd.read_table("", schema.CONCEPTS) for rel, sd in stage_dirs.items() if rel.startswith("concepts/")
     ]
-    pool_manifest_path = workdir / "pool" / "manifest.json"
     return RunData(
         origin=workdir,
         kind="workdir",
         pairs=pairs,
         concepts=pa.concat_tables(concept_parts) if concept_parts else None,
         stages={rel: sd.manifest() or {} for rel, sd in stage_dirs.items()},
-        pool_manifest=json.loads(pool_manifest_path.read_text()) if pool_manifest_path.exists() else {},
+        pool_manifest=read_pool_manifest(workdir),
         errors={rel: stage_errors(sd) for rel, sd in stage_dirs.items()},
     )
+
+
+def read_pool_manifest(workdir: Path) -> dict[str, Any]:
+    """A work directory's `pool/manifest.json` ({} before a pool stage has finished)."""
+    path = Path(workdir) / "pool" / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _load_release(release: Path) -> RunData:

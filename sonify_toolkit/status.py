@@ -8,7 +8,6 @@ the manifests do not record (input folders, label files) is shown as a `<PLACEHO
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections import Counter
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .shards import StageDir
-from .stats import find_stage_dirs, is_smoke_run
+from .stats import find_stage_dirs, is_smoke_run, read_pool_manifest
 
 # stage name (as recorded in _stage.json) -> CLI command that runs it
 COMMANDS = {
@@ -99,10 +98,7 @@ def _recorded(workdir: Path, rel: str, manifest: dict[str, Any]) -> dict[str, An
     params = dict(manifest.get("params", {}))
     stage = manifest.get("stage")
     if stage in ("pool", "pool-embed"):
-        pool_manifest = Path(workdir) / "pool" / "manifest.json"
-        roots = (
-            json.loads(pool_manifest.read_text()).get("segments", {}).get("roots", {}) if pool_manifest.exists() else {}
-        )
+        roots = read_pool_manifest(workdir).get("segments", {}).get("roots", {})
         names = params.get("sources") or sorted(roots)
         params["collections"] = [f"{n}={roots.get(n, f'<ROOT_OF_{n.upper()}>')}" for n in names]
         if "files_per_shard" in params:
@@ -199,9 +195,8 @@ def print_status(workdir: str | Path, console: Console | None = None) -> list[St
     if not states:
         console.print(f"{workdir}: no stage has run yet (start with `sonify pool NAME=ROOT --workdir {workdir}`)")
         return states
-    pool_manifest = workdir / "pool" / "manifest.json"
     manifests = {s.path: {"params": s.params} for s in states}
-    if is_smoke_run(manifests, json.loads(pool_manifest.read_text()) if pool_manifest.exists() else {}):
+    if is_smoke_run(manifests, read_pool_manifest(workdir)):
         console.print("[bold red]SMOKE RUN: tiny random models; the pairings mean nothing.[/]")
     table = Table(title=f"sonify status: {workdir}")
     for col in ("stage", "folder", "shards", "rows", "errors by reason", "fingerprint"):
