@@ -122,25 +122,27 @@ def _load_stream(name: str, split: str) -> Any:
     return load_dataset(name, split=split, streaming=True)
 
 
+def _check_columns(name: str, have: Sequence[str] | None, *wanted: str | None) -> None:
+    """Refuse a dataset without the named columns (`have` None: the stream does not know its columns)."""
+    for col in wanted:
+        if col and have is not None and col not in have:
+            raise ImageSourceError(f"dataset {name} has no column '{col}' (has: {', '.join(have)})")
+
+
 def plan_hf(name: str, split: str, image_column: str, id_column: str | None) -> list[Item]:
     """Rows of a Hugging Face image dataset: a folder saved with `save_to_disk` (memory-mapped), or any
     name `load_dataset` streams (Hub id, local parquet folder). Only the id column is read to plan;
     without `--id-column` the row index is the id (and planning a stream reads the image column once)."""
     if _is_saved_dataset(name):
         ds = _load_saved(name, split)
-        for col in (image_column, id_column):
-            if col and col not in ds.column_names:
-                raise ImageSourceError(f"dataset {name} has no column '{col}' (has: {', '.join(ds.column_names)})")
+        _check_columns(name, ds.column_names, image_column, id_column)
         ids = [str(v) for v in ds[id_column]] if id_column else [str(i) for i in range(len(ds))]
         return [("hf", ids[i], name, split, -1, i, i) for i in range(len(ds))]
     try:
         ds = _load_stream(name, split)
     except Exception as exc:  # datasets raises many types for a missing or unknown dataset
         raise ImageSourceError(f"cannot open dataset {name!r} split {split!r}: {exc}") from exc
-    cols = list(ds.features) if ds.features is not None else None
-    for col in (image_column, id_column):
-        if col and cols is not None and col not in cols:
-            raise ImageSourceError(f"dataset {name} has no column '{col}' (has: {', '.join(cols)})")
+    _check_columns(name, list(ds.features) if ds.features is not None else None, image_column, id_column)
     out: list[Item] = []
     index = 0
     n = ds.num_shards

@@ -167,6 +167,8 @@ def test_hf_dataset_streamed_from_parquet_files(tmp_path: Path) -> None:
     assert got == {"u003": (23, 10), "u004": (24, 10), "u005": (25, 10)}
     no_id = imgs.plan_hf(name, "train", "image", None)
     assert [it[1] for it in no_id] == [str(i) for i in range(7)]
+    with pytest.raises(imgs.ImageSourceError, match="no column 'key'"):
+        imgs.plan_hf(name, "train", "image", "key")
 
 
 def test_hf_rows_stream_one_image_at_a_time(tmp_path: Path) -> None:
