@@ -57,10 +57,7 @@ def bench_parse(n: int) -> None:
 def sa1b_like(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 255, (150, 225, 3), dtype=np.uint8)  # smooth-ish content like a photo
-    img = Image.fromarray(small, "RGB").resize((2250, 1500), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+    return imgs.encode_jpeg(Image.fromarray(small, "RGB").resize((2250, 1500), Image.Resampling.BICUBIC), quality=90)
 
 
 def bench_decode(n: int, max_side: int) -> list[bytes]:
