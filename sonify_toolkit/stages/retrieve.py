@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from .. import retrieval, schema
 from ..settings import CLAP_BATCH_SIZE, LUFS_MAX, LUFS_MIN, RECALL_SAMPLE, SEED, TEXTS_PER_SHARD, TOP_K
-from ..shards import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_table, fingerprint
+from ..shards import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_table, fingerprint, shard_name
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, chunk, model_resources
 from ..text_cache import TextVectorCache
 from ..usage import clip_usage
@@ -611,7 +611,7 @@ class RetrievePairsStage(Stage):
                 Path(self.workdir), self.search.concept_text, topk, self.draw_params, self.max_reuse
             )
             for i, table in enumerate(tables):
-                atomic_write_table(folder / f"{i:05d}.parquet", table)
+                atomic_write_table(folder / f"{shard_name(i)}.parquet", table)
             atomic_write_json(folder / "done.json", {"shards": len(tables), "overflow": overflow})
         return folder
 
@@ -619,7 +619,7 @@ class RetrievePairsStage(Stage):
         folder = self._state["reuse"]
         if folder is None:
             return None
-        t = pq.read_table(folder / f"{index:05d}.parquet")
+        t = pq.read_table(folder / f"{shard_name(index)}.parquet")
         cols = [t.column(n).to_pylist() for n in ("pair_id", "concept_index", "row")]
         return {(p, c): r for p, c, r in zip(*cols, strict=True)}
 
@@ -637,7 +637,7 @@ class RetrievePairsStage(Stage):
             counters=dict(counters),
             errors=dict(items.errors.counts),
             items=1,
-            extra={"concepts_shard": f"{vlm_dir}/{index:05d}", "images": concepts.num_rows},
+            extra={"concepts_shard": f"{vlm_dir}/{shard_name(index)}", "images": concepts.num_rows},
         )
 
     def finalize(self, workdir: Path) -> dict[str, Any]:
