@@ -101,16 +101,12 @@ def _recorded(workdir: Path, rel: str, manifest: dict[str, Any]) -> dict[str, An
         roots = read_pool_manifest(workdir).get("segments", {}).get("roots", {})
         names = params.get("sources") or sorted(roots)
         params["collections"] = [f"{n}={roots.get(n, f'<ROOT_OF_{n.upper()}>')}" for n in names]
-        if "files_per_shard" in params:
-            params["shard_size"] = params["files_per_shard"]
         if stage == "pool-embed" and "model" in params:
             params["clap"] = params["model"]
     if stage == "render":
         params["source"] = [f"{n}=<ROOT_OF_{n.upper()}>" for n in params.get("sources", [])]
         params["out"] = str(Path(workdir) / rel)
         params["no_verify"] = not params.get("verify", True)
-        if "pairs_per_shard" in params:
-            params["shard_size"] = params["pairs_per_shard"]
     if stage == "pool":  # one `sonify pool` command runs both pool stages: keep the embed's checkpoint
         embed = StageDir(Path(workdir) / "pool" / "clap").manifest() or {}
         if "model" in embed.get("params", {}):
