@@ -8,6 +8,7 @@ them and says "unparsable" only when it finds no structure at all (the stage the
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -192,8 +193,11 @@ def parse_response(text: str | None, max_concepts: int = MAX_CONCEPTS) -> Parsed
     raise UnparsableResponse(f"no JSON, list or 'name: description' lines in the answer ({len(text)} chars)")
 
 
-def keyword_pattern(keywords: Sequence[str]) -> re.Pattern[str] | None:
-    """Whole words and their plurals ('sign', 'signs'), never inside others ('signal', 'design')."""
+@functools.lru_cache(maxsize=16)
+def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Whole words and their plurals ('sign', 'signs'), never inside others ('signal', 'design').
+
+    Cached: the filter runs once per image with the same few keyword lists."""
     words = sorted({k.strip().lower() for k in keywords if k.strip()}, key=len, reverse=True)
     if not words:
         return None
@@ -202,7 +206,7 @@ def keyword_pattern(keywords: Sequence[str]) -> re.Pattern[str] | None:
 
 def non_sonic_keyword(caption: str | None, keywords: Sequence[str] = NON_SONIC_KEYWORDS) -> str | None:
     """The first filter keyword found in the caption (paper A.2), or None."""
-    pat = keyword_pattern(keywords)
+    pat = keyword_pattern(tuple(keywords))
     if pat is None or not caption:
         return None
     m = pat.search(caption)
