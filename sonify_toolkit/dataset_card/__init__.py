@@ -131,14 +131,17 @@ def render_license(run: RunData, stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pool_params(pool_manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """pool/manifest.json entries shown like stage manifests (the CLAP identity, segment parameters).
+def public_pool_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The pool manifest without local root folders (they describe the publisher's machine, not the data):
+    what a release's card and its `sonify.json` show."""
+    return {k: {n: x for n, x in v.items() if n != "roots"} if isinstance(v, dict) else v for k, v in manifest.items()}
 
-    Local root folders are left out: they describe the publisher's machine, not the data.
-    """
+
+def _pool_params(pool_manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """pool/manifest.json entries shown like stage manifests (the CLAP identity, segment parameters)."""
     out = {}
-    for key, value in sorted(pool_manifest.items()):
+    for key, value in sorted(public_pool_manifest(pool_manifest).items()):
         if isinstance(value, dict):
-            params = {k: v for k, v in value.items() if k not in ("params", "roots")} | value.get("params", {})
+            params = {k: v for k, v in value.items() if k != "params"} | value.get("params", {})
             out[f"pool/manifest.json:{key}"] = {"params": params}
     return out

@@ -27,7 +27,7 @@ from huggingface_hub import DatasetCard
 from huggingface_hub.utils import filter_repo_objects
 
 from .. import schema
-from ..dataset_card import render_card, render_license
+from ..dataset_card import public_pool_manifest, render_card, render_license
 from ..fileio import safe_join
 from ..plots import write_plots
 from ..settings import SAMPLE_RATE
@@ -218,15 +218,6 @@ def build_release(
         smoke_run=smoke,
         files=upload_plan(out),
     )
-
-
-def public_pool_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The pool manifest without local root folders (they describe the publisher's machine)."""
-    return {k: _without(v, "roots") if isinstance(v, dict) else v for k, v in manifest.items()}
-
-
-def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k != key}
 
 
 def _features_yaml(features: datasets.Features) -> dict[str, Any]:
