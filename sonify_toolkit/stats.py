@@ -25,7 +25,6 @@ from .shards import STAGE_FILE, STATS_DIR, StageDir
 from .usage import clip_usage
 
 RELEASE_MANIFEST = "sonify.json"  # written by `publish` beside the README
-PIPELINE_ORDER = ("pool", "pool-embed", "extract", "retrieve", "render")
 DISTRIBUTIONS = ("similarity", "score", "threshold", "clip_lufs", "target_lufs", "rendered_lufs")
 
 
@@ -234,11 +233,6 @@ def flat_params(stages: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str,
 # --- the numbers ------------------------------------------------------------------------------------
 # Counting goes through arrow (value_counts, count_distinct) on the chunked columns: a run of 2M pairs
 # has ~8M sources, and a Python object per source would cost gigabytes for a few small dicts.
-def flat_sources(pairs: pa.Table) -> pa.Table:
-    """One row per (pair, source) with the source struct's fields as columns."""
-    return pa.table({f.name: source_column(pairs, f.name) for f in schema.PAIR_SOURCE})
-
-
 def source_column(pairs: pa.Table, name: str) -> pa.ChunkedArray:
     """One field of every source of every pair, in pair order (no copy of the other fields)."""
     flat = pc.list_flatten(pairs.column("sources"))
