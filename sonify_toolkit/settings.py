@@ -40,6 +40,7 @@ RECALL_SAMPLE = 256  # queries per search shard checked against exact search for
 
 # --- render ------------------------------------------------------------------------------------
 RENDER_FORMAT = "flac"
+RENDER_FORMATS = ("flac", "wav", "hf")  # hf: parquet shards with FLAC bytes in an Audio column
 PAIRS_PER_RENDER_SHARD = 1000
 RENDER_CACHE_MB = 512  # ours: decoded 16 kHz float32 files kept per worker (~28 min of audio)
 

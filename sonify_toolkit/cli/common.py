@@ -66,6 +66,16 @@ def parse_assignments(values: list[str] | None, what: str) -> dict[str, list[str
     return out
 
 
+def parse_collections(values: list[str] | None, what: str) -> dict[str, str]:
+    """`NAME=ROOT` collection arguments to {name: root}; a collection named twice is an error."""
+    out = {}
+    for name, roots in parse_assignments(values, what).items():
+        if len(roots) > 1:
+            raise CliError(f"collection '{name}' is given twice")
+        out[name] = roots[0]
+    return out
+
+
 RUN_OPTIONS: dict[str, Any] = {
     "workers": Workers,
     "num_shards": NumShards,

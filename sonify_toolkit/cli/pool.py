@@ -13,6 +13,7 @@ from .common import (
     RunOptions,
     Workdir,
     parse_assignments,
+    parse_collections,
     stage_command,
 )
 
@@ -46,11 +47,7 @@ def pool(
     run: RunOptions,
 ) -> None:
     """Index sound collections into 5-s, 16 kHz mono segments with loudness, checksums, labels and CLAP vectors."""
-    roots = parse_assignments(collections, "a collection")
-    for name, values in roots.items():
-        if len(values) > 1:
-            raise CliError(f"collection '{name}' is given twice")
-    sources = {name: values[0] for name, values in roots.items()}
+    sources = parse_collections(collections, "a collection")
     label_files = parse_assignments(labels, "--labels")
     unknown = set(label_files) - set(sources)
     if unknown:

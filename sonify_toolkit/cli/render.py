@@ -7,12 +7,11 @@ from typing import Annotated
 
 import typer
 
-from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_CACHE_MB, RENDER_FORMAT
-from ..stages.render import FORMATS, RenderStage, check_output_dir
+from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_CACHE_MB, RENDER_FORMAT, RENDER_FORMATS
 from .common import (
     CliError,
     RunOptions,
-    parse_assignments,
+    parse_collections,
     stage_command,
 )
 
@@ -23,7 +22,7 @@ def render(
     source: Annotated[list[str], typer.Option("--source", help="Local copy of a collection as NAME=ROOT; repeatable.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (audio files + index, or an HF dataset).")],
     format: Annotated[
-        str, typer.Option("--format", help=f"Output: {', '.join(FORMATS)} (hf: parquet with FLAC bytes).")
+        str, typer.Option("--format", help=f"Output: {', '.join(RENDER_FORMATS)} (hf: parquet with FLAC bytes).")
     ] = RENDER_FORMAT,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the sha256 check of source files.")] = False,
     cache_mb: Annotated[
@@ -34,16 +33,16 @@ def render(
     run: RunOptions,
 ) -> None:
     """Rebuild each pair's 5-s, 16 kHz mono mix: verify, decode, loudness-normalise and sum its sources."""
-    roots = parse_assignments(source, "--source")
-    for name, values in roots.items():
-        if len(values) > 1:
-            raise CliError(f"collection '{name}' is given twice")
-        if not Path(values[0]).is_dir():
-            raise CliError(f"collection '{name}': root {values[0]} is not a folder")
+    from ..stages.render import RenderStage, check_output_dir  # the audio stack: only when rendering
+
+    roots = parse_collections(source, "--source")
+    for name, root in roots.items():
+        if not Path(root).is_dir():
+            raise CliError(f"collection '{name}': root {root} is not a folder")
     check_output_dir(out)
     stage = RenderStage(
         pairs,
-        {name: str(Path(values[0]).resolve()) for name, values in roots.items()},
+        {name: str(Path(root).resolve()) for name, root in roots.items()},
         out=str(out),
         format=format.lower(),
         verify=not no_verify,

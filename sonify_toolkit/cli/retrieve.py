@@ -10,8 +10,6 @@ from rich.console import Console
 
 from ..settings import CLAP_BATCH_SIZE, DEFAULT_WORKDIR, LUFS_MAX, LUFS_MIN, SEED, TOP_K
 from ..shards import StageDir
-from ..stages.retrieve import RetrievePairsStage, RetrieveSearchStage, pool_clap
-from ..vector_index import IndexSpec
 from .common import (
     RunOptions,
     Workdir,
@@ -52,6 +50,9 @@ def retrieve(
     run: RunOptions,
 ) -> None:
     """Pick one pool segment per sounding concept (SSR, top-k threshold, random draw) and write the pairs table."""
+    from ..stages.retrieve import RetrievePairsStage, RetrieveSearchStage, pool_clap  # only when retrieving
+    from ..vector_index import IndexSpec
+
     search = RetrieveSearchStage(
         workdir=str(workdir),
         clap=pool_clap(workdir, clap),

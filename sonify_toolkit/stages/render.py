@@ -43,6 +43,7 @@ from ..settings import (
     PAIRS_PER_RENDER_SHARD,
     RENDER_CACHE_MB,
     RENDER_FORMAT,
+    RENDER_FORMATS,
     SAMPLE_RATE,
     SEGMENT_FRAMES,
     SEGMENT_SECONDS,
@@ -50,7 +51,7 @@ from ..settings import (
 from ..shards import StageDir, atomic_write_bytes
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
 
-FORMATS = ("flac", "wav", "hf")
+FORMATS = RENDER_FORMATS
 PEAK_CEILING = 1.0  # full scale: a mix whose peak exceeds it is scaled down as a whole
 
 Roots = Mapping[str, "str | Path"]
