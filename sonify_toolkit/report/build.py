@@ -7,7 +7,6 @@ deterministic, evenly spaced sample of the pairs (every pair when there are few)
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 from collections import Counter
@@ -26,6 +25,7 @@ from .. import audio
 from ..fileio import UnsafePathError, safe_join
 from ..plots import TITLES, write_plots
 from ..shards import STAGE_FILE
+from ..stages.render import render_source
 from ..stats import RELEASE_MANIFEST, RunData, compute_stats, flat_params, load_run
 from .thumbs import find_image, write_thumbnail
 
@@ -53,14 +53,6 @@ def sample_rows(n: int, k: int) -> list[int]:
     if n <= k:
         return list(range(n))
     return sorted({int(i) for i in np.linspace(0, n - 1, k)})
-
-
-def _render_source_fn() -> Any:
-    """`stages.render.render_source` when the render stage is installed (per-source players need it)."""
-    try:
-        return importlib.import_module("sonify_toolkit.stages.render").render_source
-    except (ImportError, AttributeError):
-        return None
 
 
 def _image_refs(run: RunData, image_ids: list[str], image_roots: Sequence[Path]) -> dict[str, str]:
@@ -99,7 +91,6 @@ def _gallery(
     pairs = run.pairs.take(rows).to_pylist() if rows else []
     refs = _image_refs(run, [p["image_id"] for p in pairs], image_roots)
     mixes = _mixes(run, [p["pair_id"] for p in pairs])
-    render_source = _render_source_fn() if source_roots else None
     made = {"thumbnails": 0, "mixes": 0, "source_clips": 0}
     thumbs: dict[str, str | None] = {}
     items = []
@@ -159,7 +150,7 @@ def _gallery(
             else:
                 item["mix_error"] = f"not rendered ({mix['status']})"
         # each source alone, when the collections are at hand
-        if render_source is not None:
+        if source_roots:
             for k, source in enumerate(pair["sources"]):
                 try:
                     clip = render_source(source_roots, source, verify=True, cache=None)
