@@ -27,12 +27,17 @@ def load_device(device: str | None) -> str:
     return resolved
 
 
+DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
+
+
 def torch_dtype(name: str | None, device: str) -> Any:
-    """`auto` is bf16 on GPU and fp32 on CPU."""
+    """`auto` is bf16 on GPU and fp32 on CPU; an unknown name is a one-line error."""
     import torch
 
     if name in (None, "", "auto"):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"unknown --dtype '{name}' (choose: {', '.join(DTYPES)})")
     return {
         "fp32": torch.float32,
         "float32": torch.float32,

@@ -30,6 +30,7 @@ from PIL import Image
 from .. import concepts as cp
 from .. import images as imgs
 from .. import schema
+from ..models.device import DTYPES
 from ..settings import (
     DEFAULT_VLM,
     EXTRACT_PROMPT,
@@ -48,7 +49,6 @@ from ..shards import StageDir
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk, model_resources
 
 MANIFEST_SUFFIXES = (".parquet", ".csv")
-DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 
 
 def concepts_dir(workdir: Path, vlm: str) -> Path:

@@ -28,3 +28,12 @@ def test_missing_gpu_is_a_one_line_error(tmp_path: Path, sample_sounds: Path, ti
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "sonify pool: error: --device cuda: no CUDA device is visible here" in result.output
+
+
+def test_unknown_dtype_is_a_one_line_error(tmp_path: Path, sample_sounds: Path, tiny_clap: Path) -> None:
+    with pytest.raises(ValueError, match="unknown --dtype 'fp8'"):
+        torch_dtype("fp8", "cpu")
+    args = ["pool", f"demo={sample_sounds}", "-w", str(tmp_path), "--clap", str(tiny_clap), "--dtype", "fp8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "sonify pool: error: unknown --dtype 'fp8'" in result.output
