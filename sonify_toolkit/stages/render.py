@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -285,10 +283,7 @@ def write_audio_file(path: Path, blob: bytes) -> None:
     Temporary name + rename, like the shard tables (no fsync per file: it doubled the cost of a
     mix); the shard's stats marker still comes after every file, so a killed shard is redone.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, blob, fsync=False)
 
 
 def hf_features() -> Any:
