@@ -65,10 +65,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def atomic_write_table(path: Path, table: pa.Table) -> None:
+def atomic_write_table(path: Path, table: pa.Table, **options: Any) -> None:
+    """A zstd parquet file under a temporary name, then renamed; `options` go to `pq.write_table`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", **options)
     os.replace(tmp, path)
 
 

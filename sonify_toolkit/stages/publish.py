@@ -22,7 +22,6 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 from huggingface_hub.utils import filter_repo_objects
 
@@ -31,7 +30,7 @@ from ..dataset_card import public_pool_manifest, render_card, render_license
 from ..fileio import safe_join
 from ..plots import write_plots
 from ..settings import SAMPLE_RATE
-from ..shards import StageDir, atomic_write_bytes, atomic_write_json
+from ..shards import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_table
 from ..stats import RELEASE_MANIFEST, compute_stats, load_run
 
 MAX_SHARD_BYTES = 500 * 1000**2  # the Hub's recommendation for parquet shards
@@ -70,10 +69,7 @@ def write_parquet_shards(table: pa.Table, folder: Path, max_bytes: int = MAX_SHA
 
 def _write_shard(part: pa.Table, folder: Path, i: int, n: int, row_group_size: int = 10_000) -> Path:
     path = folder / f"train-{i:05d}-of-{n:05d}.parquet"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(part, tmp, compression="zstd", row_group_size=min(row_group_size, max(1, part.num_rows)))
-    tmp.replace(path)
+    atomic_write_table(path, part, row_group_size=min(row_group_size, max(1, part.num_rows)))
     return path
 
 
