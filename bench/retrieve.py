@@ -3,8 +3,9 @@
     .venv/bin/python bench/retrieve.py            # 100,000 x 512 pool, 20,000 concepts, 10,000 distinct
 
 The measured path is the product's own code after text encoding (vectors are given): dedupe the
-concept texts, exact top-k of the distinct texts (`vector_index`: matmul + torch.topk; `--index flat` for faiss), Algorithm 1 for every
-concept with its seeded draws, and the pairs rows (`stages.retrieve.build_pairs`). It is compared,
+concept texts, exact top-k of the distinct texts (`vector_index`: matmul + torch.topk, or faiss
+with `--index flat`), Algorithm 1 for every concept with its seeded draws, and the pairs rows
+(`stages.retrieve.build_pairs`). It is compared,
 in the same run, with
   * the floor: one float32 matrix product of the distinct queries against the pool, nothing else
     (done in blocks into one reused output buffer, so it does not need 4 GB at once);
