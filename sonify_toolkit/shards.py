@@ -27,12 +27,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import StageMismatchError
+
 STAGE_FILE = "_stage.json"
 STATS_DIR = "_stats"
-
-
-class StageMismatchError(RuntimeError):
-    """A stage folder holds shards made with other parameters or another plan."""
 
 
 def shard_name(index: int) -> str:
