@@ -25,8 +25,10 @@ import pyarrow.compute as pc
 from huggingface_hub import DatasetCard
 from huggingface_hub.utils import filter_repo_objects
 
+from dataset_card import public_pool_manifest, render_card, render_license
+
 from .. import schema
-from ..dataset_card import public_pool_manifest, render_card, render_license
+from ..errors import InputError
 from ..fileio import safe_join
 from ..plots import write_plots
 from ..settings import SAMPLE_RATE
@@ -38,7 +40,7 @@ UPLOAD_IGNORE = [".cache/**", ".git/**", "**/.git/**", ".gitattributes.tmp"]
 RELEASE_FOLDERS = ("data", "rendered", "plots")
 
 
-class PublishError(ValueError):
+class PublishError(InputError):
     """The release cannot be made: unfinished pairs, an output folder that is not a release, ..."""
 
 

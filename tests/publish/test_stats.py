@@ -61,7 +61,7 @@ def test_empty_pairs_table(tmp_path: Path) -> None:
 
 
 def test_license_file_lists_the_image_collections_the_card_lists(tmp_path: Path) -> None:
-    from sonify_toolkit.dataset_card import render_license
+    from dataset_card import render_license
 
     pairs = _pairs([["dog"]], 0)
     pairs = pairs.set_column(2, "image_source", pa.array(["my_photos"]))

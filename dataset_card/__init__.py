@@ -10,7 +10,8 @@ import jinja2
 import pyarrow.compute as pc
 from huggingface_hub import DatasetCardData
 
-from ..stats import RunData, flat_params, size_category
+from sonify_toolkit.stats import RunData, flat_params, size_category
+
 from .licenses import licence_rows
 
 TEMPLATE = "README.md.jinja"
