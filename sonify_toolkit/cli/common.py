@@ -1,4 +1,9 @@
-"""Options every stage command shares, and the one-line error policy of the CLI."""
+"""Options every stage command shares, and the one-line error policy of the CLI.
+
+The policy: a `SonifyError` (a situation the user must act on) and an `OSError` (a missing or
+unreadable input, which names its file) print one line and exit 2; every other exception is a bug,
+even a `ValueError` from deep in pyarrow, and keeps its traceback (exit 1).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from ..errors import EXIT_CANNOT_RUN, InputError, SonifyError
 from ..runner import RunOptions
-from ..shards import StageMismatchError
 
 Workdir = Annotated[Path, typer.Option("--workdir", "-w", help="Work directory holding every stage's tables.")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Local worker processes (each loads its own model).")]
@@ -31,15 +36,17 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CliError(Exception):
-    """Raised by commands for a run that cannot go on: printed as one line, exit code 2."""
+class CliError(InputError):
+    """A command-line value that cannot be used as given (a malformed NAME=VALUE, a name given twice)."""
 
 
 # What a user can cause and fix: printed as one line; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (CliError, StageMismatchError, ValueError, OSError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (SonifyError, OSError)
 
 
 def one_line_errors(command: str) -> Callable[[F], F]:
+    """Print an expected error as `sonify COMMAND: error: <its first line>` and exit 2; let the rest raise."""
+
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
@@ -48,7 +55,7 @@ def one_line_errors(command: str) -> Callable[[F], F]:
             except EXPECTED_ERRORS as exc:
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 print(f"sonify {command}: error: {msg}", file=sys.stderr)
-                raise typer.Exit(2) from None
+                raise typer.Exit(EXIT_CANNOT_RUN) from None
 
         return inner  # type: ignore[return-value]
 
