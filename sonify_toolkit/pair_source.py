@@ -15,17 +15,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schema
+from .errors import InputError
 from .shards import STAGE_FILE, StageDir, fingerprint
 
 HF_PREFIX = "hf://"
 
 
-class PairSourceError(ValueError):
+class PairSourceError(InputError):
     """The pairs input cannot be read: no such folder, no parquet shards, an unfinished stage."""
 
 
 class PairSource:
-    """A list of parts holding PAIRS rows; `rows(part, indices)` gives plain dicts."""
+    """A list of parts holding PAIRS rows; `read(part, indices)` gives them as plain dicts."""
 
     spec: str
     parts: list[str]
@@ -122,7 +123,9 @@ def _stage_files(folder: Path) -> list[Path]:
 
 
 def open_pairs(spec: str | Path) -> PairSource:
-    """Resolve PAIRS as given on the command line (see module docstring)."""
+    """Resolve PAIRS as given on the command line: `hf://ORG/NAME`, a work directory (its `pairs/`
+    stage, complete shards only), a pairs stage folder, a release (`data/train-*.parquet`) or a
+    folder of parquet files."""
     text = str(spec)
     if text.startswith(HF_PREFIX):
         name = text[len(HF_PREFIX) :].strip("/")

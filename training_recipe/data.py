@@ -129,8 +129,8 @@ def load_rendered_audio(audio_dir: str | Path, relpath: str) -> np.ndarray:
 
 def render_on_the_fly(pair: Mapping[str, Any], roots: Mapping[str, str], cache: Any = None) -> np.ndarray:
     """Rebuild one pair's mix from local sound collections with the toolkit's own renderer
-    (checksums verified; `cache` is a `stages.render.FileCache` shared by a worker's pairs)."""
-    from sonify_toolkit.stages.render import render_pair  # the render stage; imported only when used
+    (checksums verified; `cache` is a `soundtrack.FileCache` shared by a worker's pairs)."""
+    from sonify_toolkit.soundtrack import render_pair  # the audio stack: imported only when used
 
     mix, _info = render_pair(dict(pair), dict(roots), cache=cache)
     return np.asarray(mix, dtype=np.float32)

@@ -125,7 +125,7 @@ class PrepareStage(Stage):
         self._torch = torch
         self._cache = None
         if self.audio_dir is None:
-            from sonify_toolkit.stages.render import FileCache
+            from sonify_toolkit.soundtrack import FileCache
 
             self._cache = FileCache()
 

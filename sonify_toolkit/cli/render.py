@@ -7,13 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..errors import InputError
 from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_CACHE_MB, RENDER_FORMAT, RENDER_FORMATS
-from .common import (
-    CliError,
-    RunOptions,
-    parse_collections,
-    stage_command,
-)
+from .common import RunOptions, parse_collections, stage_command
 
 
 @stage_command("render")
@@ -38,7 +34,7 @@ def render(
     roots = parse_collections(source, "--source")
     for name, root in roots.items():
         if not Path(root).is_dir():
-            raise CliError(f"collection '{name}': root {root} is not a folder")
+            raise InputError(f"collection '{name}': root {root} is not a folder")
     check_output_dir(out)
     stage = RenderStage(
         pairs,

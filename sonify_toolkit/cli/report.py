@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .common import CliError, one_line_errors, parse_assignments
+from .common import one_line_errors, parse_collections
 
 
 @one_line_errors("report")
@@ -30,15 +30,11 @@ def report(
     """Write a self-contained HTML report (open OUT/index.html in a browser)."""
     from ..report import build_report  # jinja2 + matplotlib: only when a report is built
 
-    roots = parse_assignments(sources, "--source")
-    for name, values in roots.items():
-        if len(values) > 1:
-            raise CliError(f"collection '{name}' is given twice")
     summary = build_report(
         source,
         out,
         rendered=rendered,
-        source_roots={k: v[0] for k, v in roots.items()},
+        source_roots=parse_collections(sources, "--source"),
         image_roots=images or [],
         max_pairs=max_pairs,
     )

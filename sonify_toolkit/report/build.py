@@ -22,10 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import audio
+from ..errors import InputError
 from ..fileio import UnsafePathError, safe_join
 from ..plots import TITLES, write_plots
 from ..shards import STAGE_FILE
-from ..stages.render import render_source
+from ..soundtrack import render_source
 from ..stats import RELEASE_MANIFEST, RunData, compute_stats, flat_params, load_run
 from .thumbs import find_image, write_thumbnail
 
@@ -189,7 +190,7 @@ def _refuse_foreign_output(out: Path, run: RunData) -> None:
     if any(out.resolve() == p.resolve() for p in taken) or any(
         (out / name).exists() for name in (STAGE_FILE, RELEASE_MANIFEST)
     ):
-        raise ValueError(
+        raise InputError(
             f"{out} holds a run's own files (its audio/ or plots/ would be replaced): choose another --out"
         )
 

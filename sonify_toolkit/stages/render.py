@@ -1,18 +1,8 @@
 """`sonify render`: pair rows + local copies of the sound collections -> the pairs' soundtracks.
 
-A pair row alone is enough (no pool index, no model). For each source: resolve `ROOT/path`
-safely, check the file's sha256, decode and standardise the whole file exactly as the pool did
-(so `clip_lufs` holds), cut the 5-s window, apply `target_lufs - clip_lufs` dB; then sum, and
-scale the whole mix down if it would clip (paper 3.3, A.9).
-
-Layers, from pure to impure:
-
-* `mix_sources` / `gain_for`: the mixing core, pure numpy.
-* `render_source` / `render_pair`: one source / one pair from a row and the roots (the report
-  reuses them); they raise `PairRenderError` naming the pair and every failing source.
-* `FileCache`: standardised files kept per worker, LRU-bounded in bytes, because at scale a few
-  clips serve thousands of pairs; `reuse_order` orders a shard's pairs so that reuse hits it.
-* `RenderStage`: the stage (plan over pair ids, shards of `pairs_per_shard`).
+The stage around `soundtrack` (which turns one pair row into its mix): plan over pair ids in shards
+of `pairs_per_shard`, one `FileCache` per worker, a shard's pairs in `reuse_order`, then encode and
+write. Bad pairs become error rows plus one `missing/` row per unusable source.
 
 Output folder (`--out DIR`): `audio/XX/<pair>-<hash>.flac` (or `.wav`), `index/NNNNN.parquet`
 (schema.RENDERED), `errors/`, `missing/` (one row per unusable source, for the per-collection
@@ -23,19 +13,16 @@ README.md whose YAML declares the config and features, so `datasets.load_dataset
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from .. import audio, schema
-from ..fileio import UnsafePathError, safe_join, sha256_bytes
+from ..errors import InputError
 from ..pair_source import PairSource, open_pairs
 from ..settings import (
     PAIRS_PER_RENDER_SHARD,
@@ -43,230 +30,11 @@ from ..settings import (
     RENDER_FORMAT,
     RENDER_FORMATS,
     SAMPLE_RATE,
-    SEGMENT_FRAMES,
     SEGMENT_SECONDS,
 )
 from ..shards import StageDir, atomic_write_bytes
+from ..soundtrack import PEAK_CEILING, FileCache, PairRenderError, render_pair, reuse_order
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
-
-FORMATS = RENDER_FORMATS
-PEAK_CEILING = 1.0  # full scale: a mix whose peak exceeds it is scaled down as a whole
-
-Roots = Mapping[str, "str | Path"]
-
-
-# --- errors ----------------------------------------------------------------------------------------
-class SourceError(Exception):
-    """One source of a pair cannot be rendered; `reason` is a short machine-readable code."""
-
-    def __init__(self, reason: str, message: str, *, index: int = -1, collection: str = "", path: str = ""):
-        super().__init__(message)
-        self.reason, self.index, self.collection, self.path = reason, index, collection, path
-
-    def describe(self) -> str:
-        return f"source {self.index} ({self.collection}/{self.path}): {self.reason}: {self}"
-
-
-class PairRenderError(Exception):
-    """A pair with at least one unusable source (every failing source is listed)."""
-
-    def __init__(self, pair_id: str, errors: Sequence[SourceError]):
-        self.pair_id, self.errors = pair_id, list(errors)
-        super().__init__(f"pair {pair_id!r}: " + "; ".join(e.describe() for e in self.errors))
-
-    @property
-    def reason(self) -> str:
-        return self.errors[0].reason if self.errors else "no_sources"
-
-
-# --- the per-worker cache of standardised files ------------------------------------------------------
-@dataclass
-class CachedFile:
-    """A decoded, standardised file (or why it could not be), with the sha256 of its bytes."""
-
-    signal: np.ndarray | None
-    sha256: str | None
-    error: tuple[str, str] | None = None
-
-    @property
-    def nbytes(self) -> int:
-        return 0 if self.signal is None else int(self.signal.nbytes)
-
-
-@dataclass
-class FileCache:
-    """LRU of standardised 16 kHz files bounded by `max_bytes`: each file is read and decoded once
-    while it stays hot, instead of once per pair that uses it."""
-
-    max_bytes: int = RENDER_CACHE_MB << 20
-    entries: OrderedDict[str, CachedFile] = field(default_factory=OrderedDict)
-    size: int = 0
-    stats: Counter[str] = field(default_factory=Counter)
-    paths: dict[tuple[str, str], Path] = field(default_factory=dict)  # checked (root, relpath) -> file
-
-    def resolve(self, roots: Roots, source_row: Mapping[str, Any]) -> Path:
-        """`resolve_source`, remembered: resolving a path costs more than mixing its window."""
-        key = (str(roots.get(source_row.get("source"), "")), str(source_row.get("path")))
-        path = self.paths.get(key)
-        if path is None:
-            path = self.paths[key] = resolve_source(roots, source_row)
-        return path
-
-    def get(self, path: Path) -> CachedFile:
-        key = str(path)
-        hit = self.entries.get(key)
-        if hit is not None:
-            self.entries.move_to_end(key)
-            self.stats["cache_hits"] += 1
-            return hit
-        self.stats["files_decoded"] += 1
-        entry = load_file(path)
-        if entry.nbytes <= self.max_bytes:
-            self.entries[key] = entry
-            self.size += entry.nbytes
-            while self.size > self.max_bytes:
-                _, old = self.entries.popitem(last=False)
-                self.size -= old.nbytes
-                self.stats["cache_evictions"] += 1
-        return entry
-
-
-def load_file(path: Path) -> CachedFile:
-    """Read once, hash and decode the same bytes: what is verified is exactly what is rendered."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        return CachedFile(None, None, ("missing_file", str(exc)))
-    except OSError as exc:
-        return CachedFile(None, None, ("unreadable_file", str(exc)))
-    digest = sha256_bytes(data)
-    try:
-        signal = audio.load_standard(data, SAMPLE_RATE)
-    except audio.AudioDecodeError as exc:
-        return CachedFile(None, digest, ("undecodable_audio", str(exc)))
-    signal.setflags(write=False)  # shared by every pair that uses the file
-    return CachedFile(signal, digest)
-
-
-# --- the pure core ------------------------------------------------------------------------------------
-def gain_for(source_row: Mapping[str, Any]) -> float:
-    """The paper's per-source gain in dB: target loudness minus the window's measured loudness."""
-    return float(source_row["target_lufs"]) - float(source_row["clip_lufs"])
-
-
-def mix_sources(windows: Sequence[np.ndarray], peak_ceiling: float = PEAK_CEILING) -> tuple[np.ndarray, float]:
-    """Sum loudness-normalised windows; scale the whole mix down if it would clip (gain in dB, 0 if not)."""
-    return audio.mix(windows, peak_ceiling)
-
-
-def _check_row(source_row: Mapping[str, Any]) -> None:
-    """Fields present and numeric: a release's columns may carry any type (the metadata may come from anyone)."""
-    for key in ("source", "path", "segment", "clip_lufs", "target_lufs"):
-        if source_row.get(key) is None:
-            raise SourceError("bad_source_row", f"field '{key}' is empty")
-    try:
-        segment, numbers = int(source_row["segment"]), [float(source_row[k]) for k in ("clip_lufs", "target_lufs")]
-    except (TypeError, ValueError) as exc:
-        raise SourceError("bad_source_row", f"not a number: {exc}") from None
-    if segment < 0:
-        raise SourceError("bad_source_row", f"negative segment {segment}")
-    if not all(math.isfinite(x) for x in numbers):
-        raise SourceError("bad_source_row", f"clip_lufs / target_lufs not finite ({numbers})")
-
-
-def resolve_source(roots: Roots, source_row: Mapping[str, Any]) -> Path:
-    """`ROOT/path` for the row's collection, refusing paths that could leave the root."""
-    collection = source_row.get("source")
-    if collection not in roots:
-        raise SourceError("unknown_collection", f"no --source given for collection {collection!r}")
-    try:
-        return safe_join(roots[collection], str(source_row.get("path") or ""))
-    except UnsafePathError as exc:
-        raise SourceError("unsafe_path", str(exc)) from None
-
-
-def load_window(
-    roots: Roots, source_row: Mapping[str, Any], verify: bool = True, cache: FileCache | None = None
-) -> np.ndarray:
-    """The row's raw 5-s window of its standardised file (zero-padded like the pool's last segment)."""
-    _check_row(source_row)
-    if cache is None:
-        path = resolve_source(roots, source_row)
-        entry = load_file(path)
-    else:
-        path = cache.resolve(roots, source_row)
-        entry = cache.get(path)
-    if entry.error is not None and entry.error[0] != "undecodable_audio":
-        raise SourceError(*entry.error)
-    if verify and entry.sha256 != source_row.get("source_sha256"):
-        raise SourceError("sha256_mismatch", f"file sha256 {entry.sha256} != {source_row.get('source_sha256')}")
-    if entry.error is not None:
-        raise SourceError(*entry.error)
-    assert entry.signal is not None
-    segment = int(source_row["segment"])
-    if segment * SEGMENT_FRAMES >= len(entry.signal):
-        raise SourceError(
-            "window_past_end", f"segment {segment} starts past the end ({len(entry.signal) / SAMPLE_RATE:.2f} s)"
-        )
-    return audio.window(entry.signal, segment)[0]
-
-
-def render_source(
-    roots: Roots, source_row: Mapping[str, Any], verify: bool = True, cache: FileCache | None = None
-) -> np.ndarray:
-    """One source's loudness-normalised 5-s window at 16 kHz (raises SourceError)."""
-    win = load_window(roots, source_row, verify, cache)
-    return audio.normalize_loudness(win, float(source_row["clip_lufs"]), float(source_row["target_lufs"]))
-
-
-def render_pair(
-    pair_row: Mapping[str, Any],
-    roots: Roots,
-    verify: bool = True,
-    cache: FileCache | None = None,
-    peak_ceiling: float = PEAK_CEILING,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """A pair's 5-s mix and its facts (`lufs`, `peak`, `mix_gain_db`, per-source gains).
-
-    Every source is tried, so the PairRenderError lists all that fail, not just the first.
-    """
-    pair_id = str(pair_row.get("pair_id"))
-    sources = list(pair_row.get("sources") or [])
-    if not sources:
-        raise PairRenderError(pair_id, [SourceError("no_sources", "the pair lists no sources")])
-    windows, errors = [], []
-    for i, src in enumerate(sources):
-        try:
-            windows.append(render_source(roots, src, verify, cache))
-        except SourceError as exc:
-            exc.index, exc.collection, exc.path = i, str(src.get("source")), str(src.get("path"))
-            errors.append(exc)
-    if errors:
-        raise PairRenderError(pair_id, errors)
-    mixed, gain_db = mix_sources(windows, peak_ceiling)
-    lufs = float(audio.loudness_rows(mixed[None], SAMPLE_RATE)[0])  # = audio.loudness, ~2x faster
-    info = {
-        "lufs": lufs if math.isfinite(lufs) else None,
-        "peak": audio.peak(mixed),
-        "mix_gain_db": gain_db,
-        "source_gains_db": [gain_for(s) for s in sources],
-    }
-    return mixed, info
-
-
-def file_key(source_row: Mapping[str, Any]) -> tuple[str, str]:
-    return str(source_row.get("source")), str(source_row.get("path"))
-
-
-def reuse_order(pairs: Sequence[Mapping[str, Any]]) -> list[int]:
-    """An order of a shard's pairs in which pairs sharing a file come together.
-
-    Each pair is keyed by its files from most to least used in the shard, so every pair that uses
-    the hottest file runs in one stretch, then those sharing the next, ... (ties by name, stable).
-    """
-    files = [{file_key(s) for s in p.get("sources") or []} for p in pairs]
-    uses = Counter(f for fs in files for f in fs)
-    return sorted(range(len(pairs)), key=lambda i: (sorted((-uses[f], f) for f in files[i]), i))
 
 
 def audio_relpath(pair_id: str, fmt: str) -> str:
@@ -275,21 +43,6 @@ def audio_relpath(pair_id: str, fmt: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", pair_id).strip("._")[:80] or "pair"
     digest = hashlib.sha256(pair_id.encode()).hexdigest()[:12]
     return f"audio/{digest[:2]}/{slug}-{digest}.{fmt}"
-
-
-def write_audio_file(path: Path, blob: bytes) -> None:
-    """The one kind of file a stage writes itself (the product is audio, not a table).
-
-    Temporary name + rename, like the shard tables (no fsync per file: it doubled the cost of a
-    mix); the shard's stats marker still comes after every file, so a killed shard is redone.
-    """
-    atomic_write_bytes(path, blob, fsync=False)
-
-
-def hf_features() -> Any:
-    """The `--format hf` table's `datasets.Features` (FLAC bytes in an Audio column): the release's
-    rendered-audio config, so a rendered folder can be published as is."""
-    return schema.rendered_features(SAMPLE_RATE)
 
 
 # --- the stage ----------------------------------------------------------------------------------------
@@ -309,10 +62,10 @@ class RenderStage(Stage):
     resources = Resources(num_cpus=1)
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.format not in RENDER_FORMATS:
+            raise InputError(f"--format must be one of {', '.join(RENDER_FORMATS)}, got {self.format!r}")
         if self.pairs_per_shard < 1:
-            raise ValueError("pairs per shard must be positive")
+            raise InputError("pairs per shard must be positive")
         self._source: PairSource | None = None
         self._plan: list[Shard] | None = None
         self._cache: FileCache | None = None
@@ -403,8 +156,8 @@ class RenderStage(Stage):
                     data[i] = {"pair_id": pid, "audio": {"bytes": blob, "path": path}, **facts}
                 else:
                     path = audio_relpath(pid, self.format)
-                    with timer("write"):
-                        write_audio_file(Path(self.out) / path, blob)
+                    with timer("write"):  # no fsync per file (it doubled a mix's cost): the shard marker comes later
+                        atomic_write_bytes(Path(self.out) / path, blob, fsync=False)
                 index[i] = {"pair_id": pid, "path": path, "status": "ok", **facts}
                 counts["rendered"] += 1
                 counts["mixes_scaled"] += info["mix_gain_db"] < 0
@@ -417,7 +170,7 @@ class RenderStage(Stage):
             "missing": schema.table(missing, schema.MISSING),
         }
         if self.format == "hf":
-            feats = hf_features()
+            feats = schema.rendered_features(SAMPLE_RATE)
             tables["data"] = pa.Table.from_pylist([r for r in data if r is not None], schema=feats.arrow_schema)
         return ShardResult(
             tables=tables,
@@ -445,10 +198,10 @@ def check_output_dir(out: Path) -> None:
     manifest = StageDir(out).manifest()
     if manifest is None:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ValueError(f"--out {out} is not empty and was not made by render; choose a new or empty folder")
+            raise InputError(f"--out {out} is not empty and was not made by render; choose a new or empty folder")
         return
     if manifest.get("stage") != RenderStage.name:
-        raise ValueError(f"--out {out} holds '{manifest.get('stage')}' output; choose a folder of its own for render")
+        raise InputError(f"--out {out} holds '{manifest.get('stage')}' output; choose a folder of its own for render")
 
 
 def missing_summary(missing: pa.Table) -> dict[str, str]:
@@ -470,7 +223,8 @@ def write_dataset_card(folder: Path) -> None:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     card_data = DatasetCardData(pretty_name="sonify rendered audio", tags=["audio", "sonify"])
-    DatasetInfosDict({"default": DatasetInfo(features=hf_features())}).to_dataset_card_data(card_data)
+    features = schema.rendered_features(SAMPLE_RATE)  # the release's rendered-audio config: publishable as is
+    DatasetInfosDict({"default": DatasetInfo(features=features)}).to_dataset_card_data(card_data)
     card_data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}]
     body = (
         "Audio rendered by `sonify render` from a sonify pairs table: one 5-s, 16 kHz mono FLAC mix per pair "

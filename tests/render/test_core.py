@@ -10,16 +10,8 @@ import pytest
 from sonify_toolkit import audio
 from sonify_toolkit.fileio import sha256_file
 from sonify_toolkit.settings import SEGMENT_FRAMES
-from sonify_toolkit.stages.render import (
-    FileCache,
-    PairRenderError,
-    SourceError,
-    audio_relpath,
-    mix_sources,
-    render_pair,
-    render_source,
-    reuse_order,
-)
+from sonify_toolkit.soundtrack import FileCache, PairRenderError, SourceError, render_pair, render_source, reuse_order
+from sonify_toolkit.stages.render import audio_relpath
 
 from .conftest import SR_FILES, pair
 
@@ -62,7 +54,7 @@ def test_clipping_mix_is_scaled_down_and_recorded(roots, make_source):
     assert info["peak"] == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(mixed, raw_sum * audio.db_to_gain(info["mix_gain_db"]), atol=1e-6)
     # the pure core alone agrees
-    core, gain = mix_sources([render_source(roots, s) for s in loud])
+    core, gain = audio.mix([render_source(roots, s) for s in loud])
     assert gain == pytest.approx(info["mix_gain_db"]) and np.array_equal(core, mixed)
 
 

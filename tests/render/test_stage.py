@@ -11,13 +11,15 @@ import pytest
 import soundfile as sf
 
 from sonify_toolkit import audio, schema
+from sonify_toolkit.errors import InputError
 from sonify_toolkit.executors import ShardSelection
 from sonify_toolkit.fileio import sha256_file
 from sonify_toolkit.pair_source import HubPairs, PairSourceError, open_pairs
 from sonify_toolkit.runner import run_stage
 from sonify_toolkit.settings import SEGMENT_FRAMES
 from sonify_toolkit.shards import StageDir
-from sonify_toolkit.stages.render import RenderStage, render_pair
+from sonify_toolkit.soundtrack import render_pair
+from sonify_toolkit.stages.render import RenderStage
 
 from .conftest import pair, read_dir_bytes, table_of, write_pairs
 
@@ -180,7 +182,7 @@ def test_pairs_stage_folder_and_bad_inputs(good_pairs, roots, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PairSourceError, match="no pairs parquet"):
         open_pairs(tmp_path / "empty")
-    with pytest.raises(ValueError, match="--format"):
+    with pytest.raises(InputError, match="--format"):
         RenderStage(str(work), dict(roots), out="x", format="mp3")
 
 
