@@ -21,11 +21,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import schema
+from .errors import InputError
 from .shards import STAGE_FILE, STATS_DIR, StageDir
 from .usage import clip_usage
 
 RELEASE_MANIFEST = "sonify.json"  # written by `publish` beside the README
 DISTRIBUTIONS = ("similarity", "score", "threshold", "clip_lufs", "target_lufs", "rendered_lufs")
+
+
+class RunNotFoundError(InputError, FileNotFoundError):
+    """The folder holds no run to read (no pairs, no release data): still a FileNotFoundError for callers."""
 
 
 @dataclass
@@ -86,7 +91,7 @@ def read_rendered(rendered_dir: Path) -> pa.Table:
         return StageDir(rendered_dir).read_table("index", schema.RENDERED)
     files = sorted((rendered_dir / "index").glob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no rendered index (index/*.parquet) in {rendered_dir}")
+        raise RunNotFoundError(f"no rendered index (index/*.parquet) in {rendered_dir}")
     return pa.concat_tables([pq.read_table(f).cast(schema.RENDERED) for f in files])
 
 
@@ -98,7 +103,7 @@ def load_run(path: str | Path, rendered: str | Path | None = None) -> RunData:
     """A work directory or a release folder, with its rendered audio index when there is one."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a folder (expected a work directory or a release)")
+        raise RunNotFoundError(f"{path} is not a folder (expected a work directory or a release)")
     run = _load_release(path) if is_release(path) else _load_workdir(path)
     if rendered is None and run.kind == "workdir" and (path / "render" / "index").is_dir():
         rendered = path / "render"
@@ -116,7 +121,7 @@ def _load_workdir(workdir: Path) -> RunData:
     stage_dirs = find_stage_dirs(workdir)
     pairs_dir = StageDir(workdir / "pairs")
     if pairs_dir.manifest() is None:
-        raise FileNotFoundError(f"no pairs in {workdir}/pairs: run `sonify retrieve` first")
+        raise RunNotFoundError(f"no pairs in {workdir}/pairs: run `sonify retrieve` first")
     pairs = pairs_dir.read_table("", schema.PAIRS)
     concept_parts = [
         sd.read_table("", schema.CONCEPTS) for rel, sd in stage_dirs.items() if rel.startswith("concepts/")
@@ -141,7 +146,7 @@ def read_pool_manifest(workdir: Path) -> dict[str, Any]:
 def _load_release(release: Path) -> RunData:
     files = sorted((release / "data").glob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no data/*.parquet in release {release}")
+        raise RunNotFoundError(f"no data/*.parquet in release {release}")
     pairs = pa.concat_tables([pq.read_table(f).cast(schema.PAIRS) for f in files])
     meta_path = release / RELEASE_MANIFEST
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -169,16 +174,9 @@ def is_smoke_run(stages: Mapping[str, Mapping[str, Any]], pool_manifest: Mapping
     return walk(dict(stages)) or walk(dict(pool_manifest))
 
 
-def find_param(stages: Mapping[str, Mapping[str, Any]], *keys: str) -> dict[str, Any]:
-    """`{stage dir: value}` of the first of `keys` present in each stage's parameters."""
-    out = {}
-    for rel, manifest in stages.items():
-        params = manifest.get("params", {})
-        for key in keys:
-            if key in params:
-                out[rel] = params[key]
-                break
-    return out
+def find_param(stages: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, Any]:
+    """`{stage dir: value}` of parameter `key` in every stage that records it."""
+    return {rel: manifest["params"][key] for rel, manifest in stages.items() if key in manifest.get("params", {})}
 
 
 def key_parameters(run: RunData) -> dict[str, Any]:
@@ -189,16 +187,17 @@ def key_parameters(run: RunData) -> dict[str, Any]:
     clap = run.pool_manifest.get("clap", {})
     stages = run.stages
     concept_stages = {k: v for k, v in stages.items() if k.startswith("concepts/")}
-    vlms = find_param(concept_stages, "model", "vlm", "vlm_model") or {k: k.split("/", 1)[1] for k in concept_stages}
+    vlms = find_param(concept_stages, "vlm")
     out: dict[str, Any] = {
+        # a release published without its extract manifests still names its VLMs in the pairs
         "VLMs": sorted({str(v) for v in vlms.values()}) or sorted(set(run.pairs.column("vlm").to_pylist())),
-        "prompt": _one(find_param(concept_stages, "prompt", "prompt_text", "prompt_sha256")),
+        "prompt": _one(find_param(concept_stages, "prompt")),
         "CLAP checkpoint": (
             " @ ".join(str(clap[k]) for k in ("model", "revision") if clap.get(k))
             if clap.get("model")
             else _one(find_param(stages, "clap"))
         ),
-        "top-k": _one(find_param(stages, "top_k", "k")),
+        "top-k": _one(find_param(stages, "top_k")),
         "LUFS range": _lufs_range(stages),
         "seed": _one(find_param(stages, "seed")),
     }
@@ -214,9 +213,7 @@ def _one(values: Mapping[str, Any]) -> Any:
 
 def _lufs_range(stages: Mapping[str, Mapping[str, Any]]) -> Any:
     lo, hi = _one(find_param(stages, "lufs_min")), _one(find_param(stages, "lufs_max"))
-    if lo is None and hi is None:
-        return _one(find_param(stages, "lufs_range"))
-    return f"{lo} .. {hi} LUFS"
+    return None if lo is None and hi is None else f"{lo} .. {hi} LUFS"
 
 
 def flat_params(stages: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
@@ -343,18 +340,25 @@ def reuse_counts(pairs: pa.Table) -> np.ndarray:
     return np.asarray(pc.value_counts(pc.drop_null(source_column(pairs, "clip_id"))).field("counts"), dtype=np.int64)
 
 
+# The Hub's `size_categories` values (huggingface_hub's DatasetCardData docs, datasets' size_categories.json):
+# (exclusive upper bound, label), one decade each from 1K to 1T; "n>1T" above.
+SIZE_CATEGORIES: tuple[tuple[int, str], ...] = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+    (10_000_000_000, "1B<n<10B"),
+    (100_000_000_000, "10B<n<100B"),
+    (1_000_000_000_000, "100B<n<1T"),
+)
+
+
 def size_category(n: int) -> str:
-    """The Hub's `size_categories` bucket for n rows."""
-    bounds = [
-        (1_000, "n<1K"),
-        (10_000, "1K<n<10K"),
-        (100_000, "10K<n<100K"),
-        (1_000_000, "100K<n<1M"),
-        (10_000_000, "1M<n<10M"),
-        (100_000_000, "10M<n<100M"),
-        (1_000_000_000, "100M<n<1B"),
-    ]
-    for bound, label in bounds:
+    """The Hub's `size_categories` bucket for n rows (a count on a bound goes to the bucket above it)."""
+    for bound, label in SIZE_CATEGORIES:
         if n < bound:
             return label
-    return "n>1T" if n >= 1_000_000_000_000 else "1B<n<10B"
+    return "n>1T"

@@ -117,7 +117,7 @@ def make_workdir(
     pair_rows: list[dict[str, Any]] = []
     for v, vlm in enumerate(VLMS):
         sd = StageDir(w / "concepts" / vlm)
-        params = {"model": f"/models/{vlm}", "prompt": "List the sounding concepts.", "plan": "x"}
+        params = {"vlm": f"/models/{vlm}", "prompt": "List the sounding concepts.", "plan": "x"}
         if smoke_run:
             params["smoke_run"] = True
         sd.prepare("extract", params, 2)
