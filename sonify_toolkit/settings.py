@@ -34,7 +34,6 @@ TOP_K = 16
 LUFS_MIN = -24.0  # target loudness range per source (LUFS); ours, the paper gives no numbers
 LUFS_MAX = -22.0
 SEED = 0
-PAIRS_PER_SHARD = 10_000
 TEXTS_PER_SHARD = 50_000  # distinct concept texts per search shard (~1-2 min of CLAP text work on a GPU)
 RECALL_SAMPLE = 256  # queries per search shard checked against exact search for approximate indexes
 
