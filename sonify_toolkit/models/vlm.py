@@ -1,45 +1,21 @@
-"""Vision-language model engines: one interface, and the in-process transformers engine.
+"""The in-process vision-language engine: any image-text-to-text checkpoint through transformers.
 
-An engine turns a batch of RGB images plus one prompt into one `Generation` per image. Failures
-are per image (`Generation.error`), never an exception for the whole batch, so a stage can write
-error rows and go on. Any image-text-to-text checkpoint works by Hub id or local path: the
-processor's chat template builds the prompt, so LLaVA, Qwen2.5-VL, Idefics, Gemma 3 ... need no
-model-specific code. `trust_remote_code` (CogVLM and other custom models) only when asked.
+Any checkpoint works by Hub id or local path: the processor's chat template builds the prompt, so
+LLaVA, Qwen2.5-VL, Idefics, Gemma 3 ... need no model-specific code. `trust_remote_code` (CogVLM
+and other custom models) only when asked. The interface it implements is `vlm_engine.VLMEngine`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
+from ..errors import ModelLoadError
 from ..settings import VLM_BATCH_SIZE, VLM_MAX_NEW_TOKENS, VLM_RETRY_TEMPERATURE
 from .device import load_device, torch_dtype
-
-
-@dataclass
-class Generation:
-    """One image's answer: the text (None on error), generated token count, error message."""
-
-    text: str | None
-    tokens: int = 0
-    error: str | None = None
-
-
-class VLMEngine(Protocol):
-    model_id: str
-    batch_size: int  # images the stage should hand over per call
-
-    def generate(
-        self, images: Sequence[Image.Image], prompt: str, sample_seeds: Sequence[int] | None = None
-    ) -> list[Generation]:
-        """Greedy answers; with `sample_seeds` (one per image), sampled ones (the stage's retry of an
-        unparsable answer). An image's sampled answer depends on its own seed only, never on its batch."""
-        ...
-
-    def close(self) -> None: ...
+from .vlm_engine import Generation
 
 
 class TransformersVLM:
@@ -63,7 +39,10 @@ class TransformersVLM:
         self.max_new_tokens = max_new_tokens
         self.device = load_device(device)
         kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-        self.processor = AutoProcessor.from_pretrained(model, **kw)
+        try:  # not found, offline, or a folder transformers does not recognise: the user's choice of --vlm
+            self.processor = AutoProcessor.from_pretrained(model, **kw)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load the processor of {model}: {exc}") from exc
         dt = torch_dtype(dtype, self.device)
         last: Exception | None = None
         for cls_name in ("AutoModelForImageTextToText", "AutoModelForCausalLM"):  # custom VLMs: CausalLM
@@ -73,7 +52,7 @@ class TransformersVLM:
             except ValueError as exc:  # "Unrecognized configuration class ..."
                 last = exc
         else:
-            raise ValueError(f"{model} is not an image-text-to-text model: {last}")
+            raise ModelLoadError(f"{model} is not an image-text-to-text model: {last}")
         self.model.to(self.device).eval()
         tok = getattr(self.processor, "tokenizer", self.processor)
         tok.padding_side = "left"  # decoder-only batched generation continues from the right edge
@@ -86,7 +65,7 @@ class TransformersVLM:
         try:  # fail at setup, not once per image, when the checkpoint has no usable chat template
             self._prompt_text("test")
         except Exception as exc:
-            raise ValueError(f"{model}: its processor cannot build a chat prompt with an image ({exc})") from exc
+            raise ModelLoadError(f"{model}: its processor cannot build a chat prompt with an image ({exc})") from exc
 
     def _prompt_text(self, prompt: str) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
@@ -152,16 +131,3 @@ def _empty_cache() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def make_engine(kind: str, model: str, **options: Any) -> VLMEngine:
-    """The engine named on the command line; options not meant for it are ignored."""
-    if kind == "transformers":
-        keys = ("device", "dtype", "batch_size", "max_new_tokens", "trust_remote_code", "revision")
-        return TransformersVLM(model, **{k: v for k, v in options.items() if k in keys})
-    if kind == "openai":
-        from .vlm_openai import OpenAIVLM
-
-        keys = ("base_url", "api_key", "concurrency", "timeout", "max_retries", "backoff", "max_new_tokens")
-        return OpenAIVLM(model, **{k: v for k, v in options.items() if k in keys})
-    raise ValueError(f"unknown VLM engine '{kind}' (choose: transformers, openai)")

@@ -24,6 +24,7 @@ from typing import Any
 import requests
 from PIL import Image
 
+from ..errors import ModelLoadError
 from ..images import encode_jpeg
 from ..settings import (
     OPENAI_BACKOFF,
@@ -33,15 +34,17 @@ from ..settings import (
     VLM_MAX_NEW_TOKENS,
     VLM_RETRY_TEMPERATURE,
 )
-from .vlm import Generation
+from .vlm_engine import Generation
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 FATAL_STATUS = {401: "check --api-key or $OPENAI_API_KEY", 403: "check --api-key", 404: "check --base-url and --vlm"}
 MAX_BACKOFF = 60.0
 
 
-class ServerRefused(OSError):
-    """Every request would fail the same way (wrong key, URL or model, server gone): the run stops, resumable."""
+class ServerRefused(ModelLoadError):
+    """Every request would fail the same way (wrong key, URL or model, server gone): the run stops, resumable.
+
+    A `ModelLoadError`: the model cannot be reached as configured, which the user fixes (one line, exit 2)."""
 
 
 class _Retryable(Exception):

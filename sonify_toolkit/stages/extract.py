@@ -30,7 +30,9 @@ from PIL import Image
 from .. import concepts as cp
 from .. import images as imgs
 from .. import schema
+from ..errors import InputError
 from ..models.device import DTYPES
+from ..models.vlm_engine import ENGINES
 from ..settings import (
     DEFAULT_VLM,
     EXTRACT_PROMPT,
@@ -63,7 +65,7 @@ def vlm_slug(vlm: str) -> str:
         v = Path(v).name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "--", v.replace("/", "--")).strip("-.")
     if not slug:
-        raise ValueError(f"cannot name a folder after VLM {vlm!r}")
+        raise InputError(f"cannot name a folder after VLM {vlm!r}")
     return slug
 
 
@@ -136,14 +138,14 @@ class ExtractStage(Stage):
     name = "extract"
 
     def __post_init__(self) -> None:
-        if self.engine not in ("transformers", "openai"):
-            raise ValueError(f"unknown engine '{self.engine}' (choose: transformers, openai)")
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine '{self.engine}' (choose: {', '.join(ENGINES)})")
         if self.engine == "openai" and not self.base_url:
-            raise ValueError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
+            raise InputError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
         if self.dtype not in DTYPES:
-            raise ValueError(f"unknown --dtype '{self.dtype}' (choose: {', '.join(DTYPES)})")
+            raise InputError(f"unknown --dtype '{self.dtype}' (choose: {', '.join(DTYPES)})")
         if self.max_concepts < 1:
-            raise ValueError("--max-concepts must be at least 1")
+            raise InputError("--max-concepts must be at least 1")
         self.non_sonic_keywords = tuple(self.non_sonic_keywords)
         vlm_slug(self.vlm)
         self._engine: Any = None
@@ -196,7 +198,7 @@ class ExtractStage(Stage):
         }
 
     def setup(self) -> None:
-        from ..models.vlm import make_engine
+        from ..models.vlm_factory import make_engine
 
         self._reader = imgs.ImageReader(self.image_column)
         self._engine = make_engine(

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sonify_toolkit.models.vlm import TransformersVLM, make_engine
+from sonify_toolkit.errors import ModelLoadError
+from sonify_toolkit.models.vlm import TransformersVLM
+from sonify_toolkit.models.vlm_factory import make_engine
 
 PROMPT = "List the sounds."
 
@@ -46,7 +48,7 @@ def test_model_errors_become_generation_errors(engine: TransformersVLM) -> None:
 
 
 def test_not_a_vlm_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises((OSError, ValueError)):
+    with pytest.raises(ModelLoadError, match=f"cannot load the processor of {tmp_path}"):
         TransformersVLM(str(tmp_path), device="cpu")
 
 
@@ -64,5 +66,5 @@ def test_checkpoint_without_chat_template_fails_at_setup(tiny_llava: Path, tmp_p
             cfg = json.loads(p.read_text())
             cfg.pop("chat_template", None)
             p.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="chat prompt"):
+    with pytest.raises(ModelLoadError, match="chat prompt"):
         TransformersVLM(str(copy), device="cpu")
