@@ -1,8 +1,12 @@
-"""`sonify status`: shards done/total, rows, errors by reason, fingerprints, and the continuing command."""
+"""`sonify status`: shards done/total, rows, errors by reason, fingerprints, and the command that continues a run."""
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ from typer.testing import CliRunner
 
 from sonify_toolkit.cli import app
 from sonify_toolkit.shards import StageDir
-from sonify_toolkit.status import workdir_status
+from sonify_toolkit.status import continue_command, workdir_status
 
 
 def _run(workdir: Path) -> str:
@@ -19,43 +23,74 @@ def _run(workdir: Path) -> str:
     return result.output
 
 
-def test_partial_workdir_shows_progress_errors_and_how_to_continue(partial_workdir: Path) -> None:
-    states = {s.path: s for s in workdir_status(partial_workdir)}
+def record_argv(stage_dir: Path, argv: list[str]) -> None:
+    """What every stage writes into its _stage.json: the command line that started it."""
+    manifest = StageDir(stage_dir).manifest_path
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "argv": argv}))
+
+
+def test_partial_workdir_shows_progress_errors_and_how_to_continue(partial_workdir: Path, tmp_path: Path) -> None:
+    w = tmp_path / "work dir"
+    shutil.copytree(partial_workdir, w)
+    argv = ["sonify", "retrieve", "-w", str(w), "--top-k", "4", "--clap", "/models/my clap"]
+    record_argv(w / "pairs", argv)
+    states = {s.path: s for s in workdir_status(w)}
     assert [s.stage for s in states.values()][:2] == ["pool", "pool-embed"]  # pipeline order
     pairs = states["pairs"]
     assert (pairs.shards_done, pairs.shards_total, pairs.rows) == (1, 2, {"": 8})
-    assert pairs.fingerprint == StageDir(partial_workdir / "pairs").manifest()["fingerprint"]
+    assert pairs.fingerprint == StageDir(w / "pairs").manifest()["fingerprint"]
     assert states["pool"].errors == {"corrupt_audio": 1}
-    # the command is rebuilt from the recorded parameters through the CLI's own options
-    assert pairs.command == f"sonify retrieve --workdir {partial_workdir} --clap /tmp/tiny-clap --top-k 4"
-    out = _run(partial_workdir)
+    assert pairs.command == shlex.join(argv) and shlex.split(pairs.command) == argv  # quoted, then read back whole
+    assert states["concepts/tiny-vlm-b"].command is None  # made before stages recorded their command
+    out = _run(w)
     assert "1/2" in out and "2/2" in out and "corrupt_audio: 1" in out and "unparseable_response: 1" in out
     assert pairs.fingerprint in out
-    assert "pairs is unfinished (1/2 shards); to continue:" in out
-    assert pairs.command in out
+    assert f"pairs is unfinished (1/2 shards); to continue:\n  {pairs.command}\n" in out
     assert "concepts/tiny-vlm-b is unfinished" in out
+    assert (
+        "rerun `sonify extract` with the same inputs and options as the first run "
+        "(stage extract: concepts/tiny-vlm-b/_stage.json records no command)"
+    ) in out
 
 
-def test_pool_and_render_commands_use_what_is_recorded(finished_workdir: Path, tmp_path: Path) -> None:
-    states = {s.path: s for s in workdir_status(finished_workdir)}
-    assert states["pool"].command.startswith("sonify pool fsd50k=/data/fsd50k bbc_sfx=/data/bbc_sfx --workdir")
-    assert "--clap /tmp/tiny-clap" in states["pool/clap"].command
-    assert "--clap /tmp/tiny-clap" in states["pool"].command  # one command runs both pool stages
-    render = states["render"]
-    assert render.command.startswith(f"sonify render {finished_workdir / 'pairs'} --source fsd50k=<ROOT_OF_FSD50K>")
-    assert f"--out {finished_workdir / 'render'}" in render.command
-    assert any("root folder of collection fsd50k" in m for m in render.missing)
+def test_finished_workdir_points_to_publish(finished_workdir: Path) -> None:
     out = _run(finished_workdir)
     assert "every stage that has started is complete" in out and "next: sonify publish --workdir" in out
+    assert "to continue" not in out
 
 
-def test_unfinished_render_says_what_it_cannot_know(finished_workdir: Path, tmp_path: Path) -> None:
+def test_unfinished_render_prints_its_recorded_command(finished_workdir: Path, tmp_path: Path) -> None:
     w = tmp_path / "w"
     shutil.copytree(finished_workdir, w)
     (w / "render" / "_stats" / "00000.json").unlink()
+    argv = ["sonify", "render", "work/pairs", "--source", "bbc_sfx=/data/BBC SFX", "--out", "work/render"]
+    record_argv(w / "render", argv)
     out = _run(w)
-    assert "render is unfinished (0/1 shards)" in out
-    assert "fill in: the root folder of collection bbc_sfx (only its name is recorded)" in out
+    assert "render is unfinished (0/1 shards); to continue:" in out
+    assert "  sonify render work/pairs --source 'bbc_sfx=/data/BBC SFX' --out work/render\n" in out
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        ({"argv": ["sonify", "extract", "imgs/", "-w", "work"]}, "sonify extract imgs/ -w work"),
+        ({"argv": ["sonify", "extract", "my imgs", "--vlm", "a <v2>"]}, "sonify extract 'my imgs' --vlm 'a <v2>'"),
+        ({"stage": "extract", "params": {"vlm": "x"}}, None),  # an older run: nothing to print back
+        ({"argv": "sonify extract imgs/"}, None),  # not a list of arguments: never guessed at
+        ({"argv": ["sonify", 3]}, None),
+        ({"argv": []}, None),
+    ],
+)
+def test_the_recorded_argv_is_quoted_back(manifest: dict, expected: str | None) -> None:
+    assert continue_command(manifest) == expected
+
+
+def test_status_does_not_import_the_cli() -> None:
+    code = (
+        "import sys, sonify_toolkit.status; print(sorted(m for m in sys.modules if m.startswith('sonify_toolkit.cli')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_empty_and_missing_workdir(tmp_path: Path) -> None:
@@ -88,8 +123,6 @@ def test_stage_folders_are_found_without_walking_deep_trees(
 
 
 def test_smoke_run_recorded_only_in_the_pool_manifest_is_loud(finished_workdir: Path, tmp_path: Path) -> None:
-    import json
-
     w = tmp_path / "w"
     shutil.copytree(finished_workdir, w)
     assert "SMOKE RUN" not in _run(w)
@@ -98,16 +131,3 @@ def test_smoke_run_recorded_only_in_the_pool_manifest_is_loud(finished_workdir: 
     data["clap"] = {**data.get("clap", {}), "smoke_run": True}  # where `sonify demo` records it
     manifest.write_text(json.dumps(data))
     assert "SMOKE RUN" in _run(w)
-
-
-def test_recorded_values_with_angle_brackets_are_quoted(tmp_path: Path) -> None:
-    import shlex
-
-    from sonify_toolkit.status import continue_command
-
-    manifest = {"stage": "extract", "num_shards": 2, "params": {"vlm": "my vlm <v2>", "images_per_shard": 4}}
-    command, missing = continue_command(tmp_path / "w x", "concepts/v", manifest)
-    assert command.startswith("sonify extract <IMAGES> --workdir")
-    argv = shlex.split(command)
-    assert argv[argv.index("--vlm") + 1] == "my vlm <v2>" and argv[argv.index("--workdir") + 1] == str(tmp_path / "w x")
-    assert missing == ["images"]
