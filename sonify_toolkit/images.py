@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import InputError
 from .fileio import find_files
 from .settings import IMAGE_EXTENSIONS
 
@@ -32,7 +33,7 @@ Item = tuple[Any, ...]
 Payload = bytes | Image.Image
 
 
-class ImageSourceError(ValueError):
+class ImageSourceError(InputError):
     """The run cannot start: a missing input, a manifest without the needed columns, duplicate ids."""
 
 

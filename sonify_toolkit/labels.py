@@ -12,10 +12,12 @@ import re
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
+from .errors import InputError
+
 _YTID = re.compile(r"^Y?([A-Za-z0-9_-]{11})(?:_[-0-9.]+(?:_[-0-9.]+)?)?$")
 
 
-class LabelFileError(ValueError):
+class LabelFileError(InputError):
     """A label file in no format we know, or missing a companion file."""
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import InputError
 from ..settings import (
     DEFAULT_VLM,
     DEFAULT_WORKDIR,
@@ -23,12 +24,7 @@ from ..settings import (
     VLM_MAX_NEW_TOKENS,
 )
 from ..stages.extract import ExtractStage
-from .common import (
-    CliError,
-    RunOptions,
-    Workdir,
-    stage_command,
-)
+from .common import RunOptions, Workdir, stage_command
 
 
 @stage_command("extract")
@@ -101,12 +97,12 @@ def extract(
 ) -> None:
     """Ask vision-language models for the sounding concepts visible in each image; drop non-sonic images."""
     if not images and not hf_dataset:
-        raise CliError("give image folders, tars or manifests, or --hf-dataset")
+        raise InputError("give image folders, tars or manifests, or --hf-dataset")
     prompt = EXTRACT_PROMPT
     if prompt_file is not None:
         prompt = prompt_file.read_text()
         if not prompt.strip():
-            raise CliError(f"--prompt-file {prompt_file} is empty")
+            raise InputError(f"--prompt-file {prompt_file} is empty")
     keywords = tuple(k.strip() for k in non_sonic.split(",") if k.strip())
     for model in vlm or [DEFAULT_VLM]:
         stage = ExtractStage(

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ModelLoadError
 from ..settings import SAMPLE_RATE
 from .device import load_device, torch_dtype
 
@@ -66,7 +67,7 @@ class AstEncoder:
         self.model.to(self.device).eval()
         self.extractor = ASTFeatureExtractor.from_pretrained(model, revision=revision)
         if self.extractor.sampling_rate != SAMPLE_RATE:
-            raise ValueError(f"AST feature extractor expects {self.extractor.sampling_rate} Hz, not {SAMPLE_RATE}")
+            raise ModelLoadError(f"AST feature extractor expects {self.extractor.sampling_rate} Hz, not {SAMPLE_RATE}")
         self.grid = AstGrid.from_config(self.model.config)
         self.dim = int(self.model.config.hidden_size)
         self.batch_size = batch_size

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import DeviceError, InputError
+
 
 def pick_device(device: str | None) -> str:
     """`auto` (or None) means cuda when available; anything else is passed to torch as is."""
@@ -23,7 +25,7 @@ def load_device(device: str | None) -> str:
 
     resolved = pick_device(device)
     if resolved.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is visible here (use --device cpu or auto)")
+        raise DeviceError(f"--device {device}: no CUDA device is visible here (use --device cpu or auto)")
     return resolved
 
 
@@ -37,7 +39,7 @@ def torch_dtype(name: str | None, device: str) -> Any:
     if name in (None, "", "auto"):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     if name not in DTYPES:
-        raise ValueError(f"unknown --dtype '{name}' (choose: {', '.join(DTYPES)})")
+        raise InputError(f"unknown --dtype '{name}' (choose: {', '.join(DTYPES)})")
     return {
         "fp32": torch.float32,
         "float32": torch.float32,

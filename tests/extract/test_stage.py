@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sonify_toolkit import schema
+from sonify_toolkit.errors import InputError
 from sonify_toolkit.executors import ShardSelection
 from sonify_toolkit.runner import run_stage
 from sonify_toolkit.shards import StageDir
@@ -143,7 +144,7 @@ def test_vlm_slugs() -> None:
 
 
 def test_openai_without_url_is_refused() -> None:
-    with pytest.raises(ValueError, match="base-url"):
+    with pytest.raises(InputError, match="base-url"):
         ExtractStage(engine="openai", inputs=["x"])
 
 

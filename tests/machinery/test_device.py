@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from sonify_toolkit.cli import app
+from sonify_toolkit.errors import DeviceError, InputError
 from sonify_toolkit.models.device import load_device, pick_device, torch_dtype
 
 
@@ -22,7 +23,7 @@ def test_auto_follows_the_machine_and_precision_follows_the_device() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_missing_gpu_is_a_one_line_error(tmp_path: Path, sample_sounds: Path, tiny_clap: Path) -> None:
-    with pytest.raises(ValueError, match="no CUDA device is visible"):
+    with pytest.raises(DeviceError, match="no CUDA device is visible"):
         load_device("cuda")
     args = ["pool", f"demo={sample_sounds}", "-w", str(tmp_path), "--clap", str(tiny_clap), "--device", "cuda"]
     result = CliRunner().invoke(app, args)
@@ -31,7 +32,7 @@ def test_missing_gpu_is_a_one_line_error(tmp_path: Path, sample_sounds: Path, ti
 
 
 def test_unknown_dtype_is_a_one_line_error(tmp_path: Path, sample_sounds: Path, tiny_clap: Path) -> None:
-    with pytest.raises(ValueError, match="unknown --dtype 'fp8'"):
+    with pytest.raises(InputError, match="unknown --dtype 'fp8'"):
         torch_dtype("fp8", "cpu")
     args = ["pool", f"demo={sample_sounds}", "-w", str(tmp_path), "--clap", str(tiny_clap), "--dtype", "fp8"]
     result = CliRunner().invoke(app, args)
