@@ -5,7 +5,7 @@
 The measured path is the product's own code after text encoding (vectors are given): dedupe the
 concept texts, exact top-k of the distinct texts (`vector_index`: matmul + torch.topk, or faiss
 with `--index flat`), Algorithm 1 for every concept with its seeded draws, and the pairs rows
-(`stages.retrieve.build_pairs`). It is compared,
+(`stages.retrieve.draws.build_pairs`). It is compared,
 in the same run, with
   * the floor: one float32 matrix product of the distinct queries against the pool, nothing else
     (done in blocks into one reused output buffer, so it does not need 4 GB at once);
@@ -22,8 +22,7 @@ import time
 import numpy as np
 import torch  # noqa: F401  (loaded before timing: in `sonify retrieve` the CLAP has loaded it already)
 
-from sonify_toolkit import retrieval
-from sonify_toolkit.stages.retrieve import ConceptItems, DrawParams, PoolColumns, TopK, build_pairs
+from sonify_toolkit.stages.retrieve import ConceptItems, DrawParams, PoolColumns, TopK, algorithm, build_pairs
 from sonify_toolkit.vector_index import IndexSpec, build_index, search
 
 
@@ -74,8 +73,8 @@ def naive(texts: list[str], vectors_of: dict[str, np.ndarray], pool: np.ndarray,
         s = pool @ vectors_of[text]
         top = np.argpartition(-s, k)[:k]
         top = top[np.argsort(-s[top])]
-        d = retrieval.item_draws(0, [f"img{i}|vlm"], [0], -24.0, -22.0)
-        retrieval.select(s[top][None, :], d.u)
+        d = algorithm.item_draws(0, [f"img{i}|vlm"], [0], -24.0, -22.0)
+        algorithm.select(s[top][None, :], d.u)
 
 
 def main() -> None:

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from ..errors import InputError
+from ..pipeline import run_pool
 from ..settings import CLAP_BATCH_SIZE, DEFAULT_CLAP, DEFAULT_WORKDIR, POOL_FILES_PER_SHARD
 from .common import (
-    CliError,
     RunOptions,
     Workdir,
     parse_assignments,
@@ -51,20 +52,19 @@ def pool(
     label_files = parse_assignments(labels, "--labels")
     unknown = set(label_files) - set(sources)
     if unknown:
-        raise CliError(f"--labels names unknown collection(s): {', '.join(sorted(unknown))}")
+        raise InputError(f"--labels names unknown collection(s): {', '.join(sorted(unknown))}")
     from ..stages.pool import PoolEmbedStage, PoolSegmentsStage  # audio stack: only when a pool is built
 
     segments = PoolSegmentsStage(sources, label_files, files_per_shard=shard_size)
-    run.run(segments, workdir)
-    if no_embed:
-        return
-    embed = PoolEmbedStage(
-        sources,
-        model=clap,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        files_per_shard=shard_size,
-        workdir=str(workdir),
-    )
-    run.run(embed, workdir)
+    embed = None
+    if not no_embed:
+        embed = PoolEmbedStage(
+            sources,
+            model=clap,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            files_per_shard=shard_size,
+            workdir=str(workdir),
+        )
+    run_pool(run, workdir, segments, embed)

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from ..pipeline import run_retrieve
 from ..settings import CLAP_BATCH_SIZE, DEFAULT_WORKDIR, LUFS_MAX, LUFS_MIN, SEED, TOP_K
-from ..shards import StageDir
 from .common import (
     RunOptions,
     Workdir,
@@ -66,12 +65,4 @@ def retrieve(
     pairs = RetrievePairsStage(
         workdir=str(workdir), search=search, seed=seed, lufs_min=lufs_min, lufs_max=lufs_max, max_reuse=max_reuse
     )
-    run.run(search, workdir)
-    if not StageDir(search.output_dir(workdir)).all_complete():
-        Console().print(
-            "[yellow]note:[/] the search shards of other machines are not complete yet; "
-            "rerun `sonify retrieve` with the same options once they are, to draw the pairs"
-        )
-        return
-    pairs.prepare_reuse()  # the --max-reuse global pass, once here rather than in every worker
-    run.run(pairs, workdir)
+    run_retrieve(run, workdir, search, pairs)

@@ -2,7 +2,9 @@
 
 Small real checkpoints are used when the Hub answers. When it does not, the same pipeline runs with
 tiny random models built on the spot, and the run is marked a *smoke run* in the pool manifest,
-which the terminal, the dataset card and the report all read and show.
+which the terminal, the dataset card and the report all read and show. Pool and retrieve run the
+very chains of their commands (`pipeline.run_pool`, `pipeline.run_retrieve`: barrier and reuse pass
+included), so the demo exercises what a user runs.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ..concepts import render_prompt
+from ..errors import ConcurrentRunError
+from ..pipeline import run_pool, run_retrieve
+from ..pool_files import update_manifest
 from ..runner import RunOptions, RunSummary
 from ..stage import Stage
 from ..stages.extract import ExtractStage
-from ..stages.pool import PoolEmbedStage, PoolSegmentsStage, update_manifest
+from ..stages.pool import PoolEmbedStage, PoolSegmentsStage
 from ..stages.publish import build_release
 from ..stages.render import RenderStage
 from ..stages.retrieve import RetrievePairsStage, RetrieveSearchStage, pool_clap
@@ -120,14 +125,16 @@ def run_demo(
         return options.run(stage, where, console)
 
     collections = {"demo": str(sounds)}
-    run(PoolSegmentsStage(collections, {"demo": [str(sounds / "labels.csv")]}, files_per_shard=16))
-    run(PoolEmbedStage(collections, model=models.clap, device=device, files_per_shard=16, workdir=str(workdir)))
+    segments = PoolSegmentsStage(collections, {"demo": [str(sounds / "labels.csv")]}, files_per_shard=16)
+    embed = PoolEmbedStage(collections, model=models.clap, device=device, files_per_shard=16, workdir=str(workdir))
+    run_pool(options, workdir, segments, embed, console)
     update_manifest(workdir, "demo", {"smoke_run": models.smoke_run, "reason": models.smoke_reason})
 
     run(ExtractStage(vlm=models.vlm, inputs=[str(images)], device=device, batch_size=4, images_per_shard=4))
     search = RetrieveSearchStage(workdir=str(workdir), clap=pool_clap(workdir, models.clap), device=device)
-    run(search)
-    run(RetrievePairsStage(workdir=str(workdir), search=search))
+    if not run_retrieve(options, workdir, search, RetrievePairsStage(workdir=str(workdir), search=search), console):
+        # the demo takes every shard itself, so only another run in the same work directory can hold some back
+        raise ConcurrentRunError(f"the search shards in {workdir} are not all complete: rerun `sonify demo`")
 
     audio = workdir / "render"
     run(RenderStage(str(workdir / "pairs"), collections, out=str(audio)), audio)

@@ -9,13 +9,14 @@ Two stages share one plan (files in sorted order, `files_per_shard` per shard):
   and can run later without redoing loudness or checksums.
 
 The embedding matrix row of a segment is its position in the segments table read in shard order
-(`load_pool` adds it as `row`); it is derived rather than stored so shards stay independent.
+(`pool_files.load_pool` adds it as `row`); it is derived rather than stored so shards stay
+independent. Where the pool's files live and how readers load them is `pool_files.py`; the order
+the command runs the two stages in is `pipeline.run_pool`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import audio, schema
+from ..errors import InputError
 from ..fileio import find_files, sha256_bytes, sha256_file
 from ..labels import LabelFileError, LabelMap, read_labels
+from ..pool_files import pool_dir, update_manifest
 from ..settings import (
     AUDIO_EXTENSIONS,
     CLAP_BATCH_SIZE,
@@ -39,16 +41,12 @@ from ..settings import (
     SEGMENT_SECONDS,
     SILENCE_LUFS,
 )
-from ..shards import StageDir, atomic_write_json
+from ..shards import StageDir
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk, model_resources
 
 
-class PoolInputError(ValueError):
+class PoolInputError(InputError):
     """The run cannot start: a root that does not exist or holds no audio, a bad label file."""
-
-
-def pool_dir(workdir: Path) -> Path:
-    return Path(workdir) / "pool"
 
 
 def clip_id(source: str, path: str, segment: int) -> str:
@@ -296,7 +294,7 @@ class PoolEmbedStage(Stage):
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
         segments = StageDir(pool_dir(Path(self.workdir)))
         if not segments.is_complete(shard.index):
-            raise RuntimeError(f"pool shard {shard.index} is not complete: run the segments stage first")
+            raise PoolInputError(f"pool shard {shard.index} is not complete: run the segments stage first")
         segs = pq.read_table(segments.table_path("segments", shard.index)).to_pylist()
         by_file: dict[tuple[str, str], list[int]] = defaultdict(list)
         for i, row in enumerate(segs):
@@ -366,39 +364,3 @@ class PoolEmbedStage(Stage):
             },
         )
         return {"embeddings": f"{emb.shape[0]:,} x {emb.shape[1]} ({identity['model']})"}
-
-
-def update_manifest(workdir: Path, key: str, value: Mapping[str, Any]) -> None:
-    """`pool/manifest.json` gathers what each pool stage made (segments, clap) in one place."""
-    path = pool_dir(workdir) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {}
-    manifest[key] = dict(value)
-    atomic_write_json(path, manifest)
-
-
-@dataclass
-class PoolView:
-    """A finished pool as retrieval and reports see it: segments with `row`, vectors, manifest."""
-
-    segments: pa.Table
-    manifest: dict[str, Any]
-    embeddings: np.ndarray | None
-
-
-def load_pool(workdir: Path, with_embeddings: bool = True) -> PoolView:
-    """The pool of a work directory; raises FileNotFoundError with a hint when it is not built."""
-    pd_ = pool_dir(workdir)
-    manifest_path = pd_ / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"no finished pool in {pd_}: run `sonify pool` first")
-    manifest = json.loads(manifest_path.read_text())
-    segs = StageDir(pd_).read_table("segments", schema.POOL_SEGMENTS)
-    segs = segs.append_column("row", pa.array(np.arange(segs.num_rows, dtype=np.int64)))
-    emb = None
-    if with_embeddings:
-        if "clap" not in manifest:
-            raise FileNotFoundError(f"the pool in {pd_} has no CLAP embeddings: run `sonify pool` without --no-embed")
-        emb = StageDir(pd_ / "clap").read_array("embeddings")
-        if emb.shape[0] != segs.num_rows:
-            raise RuntimeError(f"pool embeddings ({emb.shape[0]}) and segments ({segs.num_rows}) disagree")
-    return PoolView(segments=segs, manifest=manifest, embeddings=emb)

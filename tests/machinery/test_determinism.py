@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sonify_toolkit.pool_files import pool_dir
 from sonify_toolkit.shards import StageDir
-from sonify_toolkit.stages.pool import pool_dir
 from tests.pool.cli_helpers import embeddings, errors, pool_args, segments, shard_files, sonify
 
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner, Result
 
 from sonify_toolkit import schema
 from sonify_toolkit.cli import app
+from sonify_toolkit.pool_files import pool_dir
 from sonify_toolkit.shards import StageDir
-from sonify_toolkit.stages.pool import pool_dir
 
 
 def sonify(*args: str, env: dict[str, str] | None = None, expect: int = 0) -> Result:

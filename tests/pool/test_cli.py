@@ -15,9 +15,9 @@ import pytest
 
 from sonify_toolkit import audio, schema
 from sonify_toolkit.models.clap import ClapEncoder
+from sonify_toolkit.pool_files import load_pool, pool_dir
 from sonify_toolkit.settings import CLAP_SAMPLE_RATE, SEGMENT_SECONDS
 from sonify_toolkit.shards import StageDir
-from sonify_toolkit.stages.pool import load_pool, pool_dir
 from tests.pool.cli_helpers import embeddings, errors, manifest, pool_args, segments, sonify
 from tests.pool.corpus import BAD
 

@@ -11,11 +11,12 @@ import pyarrow as pa
 import pytest
 
 from sonify_toolkit import schema
+from sonify_toolkit.pool_files import pool_dir
 from sonify_toolkit.runner import run_stage
 from sonify_toolkit.settings import SAMPLE_RATE, SEGMENT_FRAMES
 from sonify_toolkit.shards import StageDir
 from sonify_toolkit.stage import Shard
-from sonify_toolkit.stages.pool import PoolInputError, PoolSegmentsStage, pool_dir, segment_rows
+from sonify_toolkit.stages.pool import PoolInputError, PoolSegmentsStage, segment_rows
 from tests.pool.corpus import BAD, GOOD
 
 

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from sonify_toolkit import schema
 from sonify_toolkit.models.clap import ClapEncoder
+from sonify_toolkit.pool_files import load_pool
 from sonify_toolkit.shards import StageDir
-from sonify_toolkit.stages.pool import load_pool
 from sonify_toolkit.stages.retrieve import concept_items
 
 from .conftest import TEXTS, concept_row, sample_concepts, sonify, write_concepts

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sonify_toolkit.text_cache import TextVectorCache
+from sonify_toolkit.stages.retrieve.text_cache import TextVectorCache
 
 ENC = {"model": "m", "revision": None, "dim": 3}
 

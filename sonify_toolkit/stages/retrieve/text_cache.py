@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .shards import atomic_write_json, atomic_write_table, fingerprint
+from ...shards import atomic_write_json, atomic_write_table, fingerprint
 
 
 def text_key(text: str) -> str:
