@@ -64,6 +64,8 @@ def test_openai_engine_cli_two_vlms_key_from_env(app: typer.Typer, openai_server
         (["/no/such/folder"], "does not exist"),
         (["{pics}", "--engine", "openai"], "--base-url"),
         (["{pics}", "--engine", "nope"], "unknown engine"),
+        (["{pics}", "--dtype", "fp8"], "unknown --dtype 'fp8'"),
+        (["{pics}", "--prompt-file", "/no/such/prompt.txt"], "No such file or directory: '/no/such/prompt.txt'"),
     ],
 )
 def test_user_errors_are_one_line(app: typer.Typer, tmp_path: Path, extra: list[str], message: str) -> None:
