@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sonify_toolkit.errors import InputError
+
+
+class ReportTo(str, Enum):
+    """Where accelerate sends the scalars and sample grids ("none": only the progress bar and RUN/samples/)."""
+
+    TENSORBOARD = "tensorboard"
+    WANDB = "wandb"
+    NONE = "none"
+
+
+class ConfigError(InputError):
+    """A training configuration that cannot run as written."""
 
 
 @dataclass
 class TrainConfig:
     # inputs and outputs
     features: str = "features"  # the prepare output folder
+    # held-out pairs (prepare --split validation): sample grids come from them, never from training clips
+    validation_features: str | None = None
     output_dir: str = "runs/pixart_512"
     base_model: str = "PixArt-alpha/PixArt-XL-2-512x512"  # Hub id or path with transformer/, vae/, scheduler/
     revision: str | None = None
@@ -41,8 +58,10 @@ class TrainConfig:
     checkpoint_every: int = 2000
     checkpoints_total_limit: int | None = 3
     log_every: int = 10
+    report_to: str = "tensorboard"  # tensorboard | wandb | none (accelerate's trackers)
+    progress: bool = True  # a progress bar with loss, steps/s and ETA on the main process
     sample_every: int = 5000
-    num_samples: int = 4  # validation items drawn from the features, rendered at every sample step
+    num_samples: int = 4  # held-out clips (validation_features; else the first training clips) per sample grid
     sample_steps: int = 20
     sample_guidance: float = 4.5
     resume: str | None = "latest"  # "latest", a checkpoint folder, or null
@@ -51,9 +70,13 @@ class TrainConfig:
         """Values that would otherwise fail deep in the loop (a modulo by zero at the first step)."""
         for name in ("checkpoint_every", "log_every", "max_steps", "per_device_batch_size", "global_batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not 0.0 <= self.null_audio_rate < 1.0:
-            raise ValueError(f"null_audio_rate must be in [0, 1), not {self.null_audio_rate}")
+            raise ConfigError(f"null_audio_rate must be in [0, 1), not {self.null_audio_rate}")
+        choices = [r.value for r in ReportTo]
+        if str(getattr(self.report_to, "value", self.report_to)) not in choices:
+            raise ConfigError(f"report_to must be one of {', '.join(choices)}, not {self.report_to!r}")
+        self.report_to = ReportTo(getattr(self.report_to, "value", self.report_to)).value
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
@@ -62,7 +85,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - names)
         if unknown:
-            raise ValueError(f"unknown keys in {path}: {', '.join(unknown)}")
+            raise ConfigError(f"unknown keys in {path}: {', '.join(unknown)}")
         if "adam_betas" in raw:
             raw["adam_betas"] = tuple(raw["adam_betas"])
         return cls(**raw)
@@ -76,7 +99,7 @@ class TrainConfig:
             return accumulation_for(self.global_batch_size, self.per_device_batch_size, num_processes)
         got = self.per_device_batch_size * num_processes * self.gradient_accumulation_steps
         if got != self.global_batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"global batch {self.global_batch_size} != per_device_batch_size {self.per_device_batch_size} "
                 f"x {num_processes} processes x gradient_accumulation_steps {self.gradient_accumulation_steps} "
                 f"= {got}; leave gradient_accumulation_steps empty to compute it"
@@ -88,7 +111,7 @@ def accumulation_for(global_batch: int, per_device: int, num_processes: int) -> 
     """The accumulation that reaches `global_batch`, or an error when it does not divide."""
     per_step = per_device * num_processes
     if global_batch % per_step:
-        raise ValueError(
+        raise ConfigError(
             f"global batch {global_batch} is not a multiple of per-device batch {per_device}"
             f" x {num_processes} processes"
         )

@@ -1,9 +1,10 @@
 """train: fine-tune PixArt-α on (AST features, VAE latents) with accelerate.
 
-    accelerate launch --config_file training_recipe/configs/accelerate.yaml \
+    accelerate launch --config_file training_recipe/configs/accelerate_1gpu.yaml \
         -m training_recipe.train --config training_recipe/configs/pixart_512.yaml
 
-Reads top to bottom: config -> accelerator -> data -> model -> optimiser -> (resume) -> loop.
+Reads top to bottom: launch check -> config -> accelerator -> data -> model -> optimiser -> (resume) -> loop.
+The main process shows a progress bar (loss, steps/s, ETA); `--report-to` picks accelerate's tracker.
 Checkpoints (`output_dir/checkpoints/step-NNNNNNN/`) hold accelerate's state (model, optimiser,
 LR scheduler, every RNG), the step, and an inference export (`pipeline/`); a rerun resumes from
 the latest one and continues exactly where it stopped (same data order, same noise).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from sonify_toolkit.errors import EXIT_CANNOT_RUN, InputError, SonifyError
 from sonify_toolkit.shards import StageDir
 
-from .config import TrainConfig
+from .config import ReportTo, TrainConfig
 from .features import MANIFEST
+from .launch import check_accelerate_config, check_launch
 from .model import AudioPixArt, attach_audio_projector, export, load_base_transformer
 
 CHECKPOINTS = "checkpoints"
@@ -40,7 +44,7 @@ class FeatureDataset(Dataset):
         sd = StageDir(features)
         manifest_path = Path(features) / MANIFEST
         if not manifest_path.exists():
-            raise FileNotFoundError(f"{features} has no {MANIFEST}: run training_recipe.prepare to completion first")
+            raise InputError(f"{features} has no {MANIFEST}: run training_recipe.prepare to completion first")
         self.manifest = json.loads(manifest_path.read_text())
         self.index: list[tuple[int, int]] = []
         self._audio: dict[int, np.ndarray] = {}
@@ -49,7 +53,7 @@ class FeatureDataset(Dataset):
             self.index.extend((shard, row) for row in table["row"].to_pylist())
         self._sd = sd
         if not self.index:
-            raise ValueError(f"{features} holds no encoded pairs")
+            raise InputError(f"{features} holds no encoded pairs")
 
     def _arrays(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
         if shard not in self._audio:  # opened lazily, so that each DataLoader worker maps its own
@@ -105,18 +109,51 @@ def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
     return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in cfg.to_dict().items()}
 
 
+def sample_audio(cfg: TrainConfig, train_set: FeatureDataset) -> tuple[torch.Tensor, str]:
+    """The clips of the sample grids: held-out pairs (validation split) when given, else training clips."""
+    source, where = train_set, "training clips (no validation_features: sample grids show pairs seen in training)"
+    if cfg.validation_features:
+        source = FeatureDataset(cfg.validation_features)
+        for key in ("ast_model", "audio_shape", "resolution"):
+            if source.manifest.get(key) != train_set.manifest.get(key):
+                raise InputError(
+                    f"validation_features {cfg.validation_features} has {key}={source.manifest.get(key)!r}, "
+                    f"the training features {train_set.manifest.get(key)!r}: prepare both with the same encoders"
+                )
+        split = source.manifest.get("split", "validation")
+        where = f"{split} split ({cfg.validation_features})"
+    count = min(cfg.num_samples, len(source))
+    return torch.stack([source[i]["audio"] for i in range(count)]).float(), where
+
+
+def _progress_bar(accelerator, cfg: TrainConfig, step: int):
+    """tqdm on the local main process only: steps done, loss, steps/s and the ETA to max_steps."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=cfg.max_steps,
+        initial=step,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (cfg.progress and accelerator.is_local_main_process),
+    )
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     from accelerate import Accelerator, PartialState
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
 
+    check_launch()  # before PartialState: a process group on missing GPUs would hang or run N CPU copies
     out = Path(cfg.output_dir)
     accumulation = cfg.accumulation(PartialState().num_processes)  # asserted: per-device x devices x accum = global
+    report_to = ReportTo(cfg.report_to)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=accumulation,
-        log_with="tensorboard",
+        log_with=None if report_to is ReportTo.NONE else report_to.value,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
     set_seed(cfg.seed)
@@ -162,7 +199,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         accelerator.print(f"resumed from {resume_from} at step {step}")
     batches_per_epoch = len(loader)
     if batches_per_epoch < accumulation:
-        raise ValueError(f"{len(dataset)} pairs give fewer batches per process than one optimiser step needs")
+        raise InputError(f"{len(dataset)} pairs give fewer batches per process than one optimiser step needs")
     steps_per_epoch = batches_per_epoch // accumulation
     epoch, skip = divmod(step, steps_per_epoch)
     skip *= accumulation
@@ -170,8 +207,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     if accelerator.is_main_process:
         accelerator.init_trackers("audio_pixart", config=_tracker_config(cfg))
     result = TrainResult(steps=step, output_dir=out)
-    val_audio = torch.stack([dataset[i]["audio"] for i in range(min(cfg.num_samples, len(dataset)))]).float()
+    val_audio, val_source = sample_audio(cfg, dataset)
+    if cfg.sample_every:
+        accelerator.print(f"sample grids every {cfg.sample_every} steps from the {val_source}")
+    accelerator.print(
+        f"{len(dataset)} pairs, {accelerator.num_processes} process(es) x {cfg.per_device_batch_size} x "
+        f"{accumulation} accumulation = batch {cfg.global_batch_size}; logs: {report_to.value}"
+    )
     running = torch.zeros((), device=accelerator.device)
+    bar = _progress_bar(accelerator, cfg, step)
 
     model.train()
     while step < cfg.max_steps:
@@ -209,6 +253,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             step_loss = accelerator.gather(running.reshape(1)).mean().item()
             running.zero_()
             result.losses.append(step_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}", refresh=False)
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 accelerator.log({"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}, step=step)
             if cfg.sample_every and step % cfg.sample_every == 0:
@@ -219,6 +265,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 break
         epoch, skip = epoch + 1, 0
 
+    bar.close()
     result.steps = step
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -273,24 +320,50 @@ def _sample(accelerator, model, cfg: TrainConfig, val_audio: torch.Tensor, resol
     net.train()
     grid = image_grid(images, cols=len(images))
     save_grid(grid, Path(cfg.output_dir) / "samples" / f"step-{step:07d}.png")
-    tracker = accelerator.get_tracker("tensorboard", unwrap=True)
-    tracker.add_image("samples", np.asarray(grid).transpose(2, 0, 1), step)
+    if cfg.report_to == ReportTo.TENSORBOARD.value:
+        accelerator.get_tracker("tensorboard", unwrap=True).add_image(
+            "samples", np.asarray(grid).transpose(2, 0, 1), step
+        )
+    elif cfg.report_to == ReportTo.WANDB.value:
+        import wandb
+
+        accelerator.get_tracker("wandb", unwrap=True).log({"samples": wandb.Image(grid)}, step=step)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML file (see training_recipe/configs/pixart_512.yaml)")
     parser.add_argument("--features", help="override: prepare output folder")
+    parser.add_argument("--validation-features", help="override: prepare output of the validation split (samples)")
+    parser.add_argument(
+        "--report-to", choices=[r.value for r in ReportTo], help="override: accelerate tracker (default tensorboard)"
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+    parser.add_argument(
+        "--accelerate-config",
+        help="the accelerate YAML this run is launched with: refused at once if it names more GPUs than exist",
+    )
     parser.add_argument("--output-dir", help="override: run folder")
     parser.add_argument("--base-model", help="override: PixArt checkpoint (Hub id or path)")
     parser.add_argument("--max-steps", type=int, help="override: optimiser steps")
     parser.add_argument("--per-device-batch-size", type=int, help="override (accumulation is recomputed)")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "config"}
-    cfg = TrainConfig.from_yaml(args.config, **overrides)
-    if args.per_device_batch_size is not None:
-        cfg.gradient_accumulation_steps = None
-    result = train(cfg)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "accelerate_config")}
+    try:
+        if args.accelerate_config:
+            import torch
+
+            check_accelerate_config(args.accelerate_config, torch.cuda.device_count())
+        cfg = TrainConfig.from_yaml(args.config, **overrides)
+        if args.per_device_batch_size is not None:
+            cfg.gradient_accumulation_steps = None
+        result = train(cfg)
+    except SonifyError as exc:
+        import os
+
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # one line per machine, not one per process
+            print(f"training_recipe.train: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(EXIT_CANNOT_RUN) from None
     if result.losses:
         print(f"trained to step {result.steps}; last loss {result.losses[-1]:.4f}")
 
