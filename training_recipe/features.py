@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from sonify_toolkit.errors import InputError
 from sonify_toolkit.models.ast import DEFAULT_AST
 from sonify_toolkit.shards import atomic_write_json
 from sonify_toolkit.stage import (
@@ -47,8 +48,10 @@ def plan_items(
     pairs: pa.Table,
     images: Mapping[str, str],
     rendered: Mapping[str, tuple[str | None, str]] | None,
+    from_release: bool = False,
 ) -> list[dict[str, Any]]:
-    """One JSON-able item per pair, sorted by pair_id: where its image and audio are (or why not)."""
+    """One JSON-able item per pair, sorted by pair_id: where its image and audio are (or why not).
+    `from_release`: the audio is looked up in the release's rendered_audio config when the shard runs."""
     cols = [
         c
         for c in ("pair_id", "image_id", "vlm", "sources", "seed", "image_source", "caption")
@@ -58,7 +61,9 @@ def plan_items(
     for row in pairs.select(cols).to_pylist():
         item: dict[str, Any] = {"pair_id": row["pair_id"], "image_id": row["image_id"], "vlm": row.get("vlm")}
         item["image"] = images.get(row["image_id"])
-        if rendered is None:
+        if from_release:
+            pass  # the pair_id is the key into the rendered_audio config
+        elif rendered is None:
             item["pair"] = row  # rendered on the fly from the pair's own metadata
         else:
             path, status = rendered.get(row["pair_id"], (None, "not_rendered"))
@@ -79,6 +84,10 @@ class PrepareStage(Stage):
     images_root: str
     audio_dir: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
+    release_audio: str | None = None  # a release whose rendered_audio config holds the mixes
+    split: str = "train"
+    release_splits: Sequence[str] = ("train",)
+    cache_dir: str | None = None
     base_model: str = DEFAULT_BASE
     vae_subfolder: str | None = "vae"
     ast_model: str = DEFAULT_AST
@@ -104,7 +113,8 @@ class PrepareStage(Stage):
             "vae_subfolder": self.vae_subfolder,
             "ast_model": self.ast_model,
             "resolution": self.resolution,
-            "audio": "rendered" if self.audio_dir else "on_the_fly",
+            "audio": "release" if self.release_audio else "rendered" if self.audio_dir else "on_the_fly",
+            "split": self.split,
         }
 
     def setup(self) -> None:
@@ -124,7 +134,10 @@ class PrepareStage(Stage):
         )
         self._torch = torch
         self._cache = None
-        if self.audio_dir is None:
+        self._release_audio = None
+        if self.release_audio is not None:
+            self._release_audio = data.ReleaseAudio(self.release_audio, cache_dir=self.cache_dir)
+        elif self.audio_dir is None:
             from sonify_toolkit.soundtrack import FileCache
 
             self._cache = FileCache()
@@ -140,7 +153,12 @@ class PrepareStage(Stage):
             errors.add(pid, "image_unreadable", f"{item['image']}: {exc}")
             return None
         try:
-            if self.audio_dir is not None:
+            if self._release_audio is not None:
+                if pid not in self._release_audio:
+                    errors.add(pid, "audio_missing", "not in the release's rendered_audio config")
+                    return None
+                wave = self._release_audio.read(pid)
+            elif self.audio_dir is not None:
                 if item.get("audio") is None:
                     errors.add(pid, "audio_missing", f"render status: {item.get('audio_status')}")
                     return None
@@ -221,6 +239,8 @@ class PrepareStage(Stage):
             "latent_shape": latent_shape,
             "resolution": self.resolution,
             "dtype": "float16",
+            "split": self.split,  # train's sample grids and generate --features check it is held out
+            "release_splits": list(self.release_splits),
         }
         atomic_write_json(sd.path / MANIFEST, manifest)
         return {"pairs_encoded": count, "audio_shape": audio_shape, "latent_shape": latent_shape}
@@ -232,22 +252,34 @@ def build_stage(
     *,
     audio_dir: str | Path | None = None,
     sources: Mapping[str, str] | None = None,
+    release_audio: bool = False,
     split: str = "train",
     limit: int | None = None,
+    cache_dir: str | None = None,
     **kwargs: Any,
 ) -> PrepareStage:
-    """Read the release and the local indexes, and plan the stage (shared by the CLI and tests)."""
-    pairs = data.load_pairs(dataset, split)
+    """Read the release and the local indexes, and plan the stage (shared by the CLI and tests).
+
+    The audio comes from exactly one place: the release's rendered_audio config (`release_audio`), a
+    render folder (`audio_dir`), or the sound collections (`sources`, rendered on the fly)."""
+    given = [release_audio, audio_dir is not None, bool(sources)]
+    if sum(given) != 1:
+        raise InputError("give exactly one audio input: --rendered-audio, --audio RENDER_DIR or --source NAME=ROOT")
+    pairs = data.load_pairs(dataset, split, cache_dir=cache_dir)
     if limit is not None:
         pairs = pairs.slice(0, limit)
     if pairs.num_rows == 0:
-        raise ValueError(f"no pairs to prepare in {dataset}" + (f" (--limit {limit})" if limit is not None else ""))
+        raise InputError(f"no pairs to prepare in {dataset}" + (f" (--limit {limit})" if limit is not None else ""))
     rendered = data.load_rendered_index(audio_dir) if audio_dir is not None else None
-    items = plan_items(pairs, data.index_images(images), rendered)
+    items = plan_items(pairs, data.index_images(images), rendered, from_release=release_audio)
     return PrepareStage(
         items=items,
         images_root=str(images),
         audio_dir=str(audio_dir) if audio_dir is not None else None,
         sources=dict(sources or {}),
+        release_audio=dataset if release_audio else None,
+        split=split,
+        release_splits=data.release_splits(dataset) if not Path(dataset).is_file() else ["train"],
+        cache_dir=cache_dir,
         **kwargs,
     )

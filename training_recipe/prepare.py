@@ -1,7 +1,12 @@
 """prepare: the released pairs -> AST audio features + VAE image latents, sharded and resumable.
 
     python -m training_recipe.prepare --dataset RELEASE_OR_HUB_ID --images SA1B_ROOT \
-        --audio RENDER_DIR --out FEATURES              # or: --source fsd50k=/data/FSD50K ... (render on the fly)
+        --rendered-audio --out FEATURES [--split validation]
+        # or --audio RENDER_DIR (a `sonify render` folder), or --source fsd50k=/data/FSD50K ... (render on the fly)
+
+The release is read through `datasets.load_dataset` (a local folder, a parquet file, `ORG/NAME`,
+`hf://ORG/NAME` or `hf://datasets/ORG/NAME`; Hub ids stream), one split at a time: prepare `train` for
+training and `validation` (the held-out SA-1B images of `sonify publish --holdout`) for the sample grids.
 
 Output (a sonify stage folder, so reruns skip finished shards and `--num-shards/--shard-index`
 split the work over machines):
@@ -25,12 +30,7 @@ from typing import Annotated
 
 import typer
 
-from sonify_toolkit.cli.common import (
-    CliError,
-    RunOptions,
-    parse_assignments,
-    stage_command,
-)
+from sonify_toolkit.cli.common import RunOptions, parse_assignments, stage_command
 from sonify_toolkit.models.ast import DEFAULT_AST
 
 from .features import DEFAULT_BASE, PAIRS_PER_SHARD, build_stage
@@ -38,7 +38,10 @@ from .features import DEFAULT_BASE, PAIRS_PER_SHARD, build_stage
 
 @stage_command("prepare")
 def prepare(
-    dataset: Annotated[str, typer.Option("--dataset", help="Release folder, a parquet file, or a Hub dataset id.")],
+    dataset: Annotated[
+        str,
+        typer.Option("--dataset", help="Release folder, parquet file, or Hub id (ORG/NAME, hf://datasets/ORG/NAME)."),
+    ],
     images: Annotated[Path, typer.Option("--images", help="SA-1B root: image files or .tar shards below it.")],
     out: Annotated[Path, typer.Option("--out", help="Features folder to write.")],
     audio_dir: Annotated[
@@ -47,7 +50,13 @@ def prepare(
     source: Annotated[
         list[str] | None, typer.Option("--source", help="NAME=ROOT: render on the fly from this collection.")
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="Split of a Hub dataset.")] = "train",
+    rendered_audio: Annotated[
+        bool, typer.Option("--rendered-audio", help="Take the mixes from the release's rendered_audio config.")
+    ] = False,
+    split: Annotated[str, typer.Option("--split", help="Release split: train, or validation (held-out images).")] = (
+        "train"
+    ),
+    cache_dir: Annotated[str | None, typer.Option("--cache-dir", help="datasets cache folder.")] = None,
     base_model: Annotated[str, typer.Option("--base-model", help="PixArt checkpoint holding the VAE.")] = DEFAULT_BASE,
     vae_subfolder: Annotated[str, typer.Option("--vae-subfolder", help="'' for a bare VAE path.")] = "vae",
     ast_model: Annotated[str, typer.Option("--ast", help="AST checkpoint (Hub id or path).")] = DEFAULT_AST,
@@ -60,14 +69,14 @@ def prepare(
     run: RunOptions,
 ) -> None:
     """AST features and VAE latents for every released pair whose image and audio are available locally."""
-    if (audio_dir is None) == (not source):
-        raise CliError("give either --audio RENDER_DIR or one or more --source NAME=ROOT")
     stage = build_stage(
         dataset,
         images,
         audio_dir=audio_dir,
         sources={k: v[-1] for k, v in parse_assignments(source, "--source").items()},
+        release_audio=rendered_audio,
         split=split,
+        cache_dir=cache_dir,
         base_model=base_model,
         vae_subfolder=vae_subfolder or None,
         ast_model=ast_model,

@@ -6,6 +6,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -122,6 +123,59 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (rendered / "index").mkdir()
     pq.write_table(schema.table(rows, schema.RENDERED), rendered / "index" / "00000.parquet")
     return {"release": rel, "images": images, "audio": rendered, "collection": collection}
+
+
+RELEASE_CARD = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*
+  - split: validation
+    path: data/validation-*
+- config_name: rendered_audio
+  data_files:
+  - split: train
+    path: rendered/train-*
+  - split: validation
+    path: rendered/validation-*
+---
+# a two-split sonify release (what `sonify publish --holdout` writes)
+"""
+TRAIN_IDS, VALIDATION_IDS = (0, 1, 2), (3, 4)  # sa_3 and sa_4 are the held-out images
+
+
+@pytest.fixture(scope="session")
+def split_release(tmp_path_factory: pytest.TempPathFactory, release: dict[str, Path]) -> Path:
+    """A published release folder with `train` and `validation` splits in both configs, the card listing
+    them. The rendered_audio config lacks pair 1's mix (an audio_missing row); pair 4's image is missing."""
+    from sonify_toolkit.settings import SAMPLE_RATE
+
+    folder = tmp_path_factory.mktemp("split_release")
+    pairs = pq.read_table(release["release"] / "data" / "train-00000.parquet")
+    index = {pid: i for i, pid in enumerate(pairs.column("pair_id").to_pylist())}
+    rendered_schema = schema.rendered_features(SAMPLE_RATE).arrow_schema
+    for split, ids in (("train", TRAIN_IDS), ("validation", VALIDATION_IDS)):
+        (folder / "data").mkdir(exist_ok=True)
+        rows = pairs.take([index[f"sa_{i}|tiny-vlm"] for i in ids])
+        pq.write_table(rows, folder / "data" / f"{split}-00000-of-00001.parquet")
+        mixes = [
+            {
+                "pair_id": f"sa_{i}|tiny-vlm",
+                "audio": {"bytes": audio.encode(tone(220.0 * (i + 1), noise=0.05, seed=i)), "path": f"{i:05d}.flac"},
+                "lufs": -23.0,
+                "peak": 0.4,
+                "mix_gain_db": 0.0,
+            }
+            for i in ids
+            if i != 1
+        ]
+        (folder / "rendered").mkdir(exist_ok=True)
+        pq.write_table(
+            pa.Table.from_pylist(mixes, schema=rendered_schema), folder / "rendered" / f"{split}-00000-of-00001.parquet"
+        )
+    (folder / "README.md").write_text(RELEASE_CARD)
+    return folder
 
 
 def tiny_prepare_stage(release: dict[str, Path], tiny_pixart: Path, tiny_ast: Path, shard_size: int = 3):

@@ -8,10 +8,87 @@ import numpy as np
 import pytest
 
 from sonify_toolkit import schema
+from sonify_toolkit.errors import InputError
 from sonify_toolkit.runner import run_stage
 from sonify_toolkit.shards import StageDir
-from tests.training.conftest import tiny_prepare_stage
+from tests.training.conftest import TRAIN_IDS, VALIDATION_IDS, tiny_prepare_stage
+from training_recipe import data
 from training_recipe.features import build_stage
+
+
+def _split_stage(split_release, release, tiny_pixart, tiny_ast, split: str, tmp_path):
+    return build_stage(
+        str(split_release),
+        release["images"],
+        release_audio=True,
+        split=split,
+        cache_dir=str(tmp_path / "hf-cache"),
+        base_model=str(tiny_pixart),
+        ast_model=str(tiny_ast),
+        resolution=32,
+        device="cpu",
+        batch_size=2,
+    )
+
+
+def test_prepare_reads_each_split_of_a_published_release_through_load_dataset(
+    split_release, release, tiny_pixart, tiny_ast, tmp_path
+) -> None:
+    assert data.release_splits(str(split_release)) == ["train", "validation"]
+    assert data.release_splits(str(split_release), data.RENDERED_CONFIG) == ["train", "validation"]
+    stage = _split_stage(split_release, release, tiny_pixart, tiny_ast, "train", tmp_path)
+    train = run_stage(stage, tmp_path / "t", show_progress=False)
+    assert train.errors == {"audio_missing": 1}  # pair 1's mix is not in the rendered_audio config
+    assert StageDir(tmp_path / "t").read_table("")["pair_id"].to_pylist() == ["sa_0|tiny-vlm", "sa_2|tiny-vlm"]
+    val = run_stage(
+        _split_stage(split_release, release, tiny_pixart, tiny_ast, "validation", tmp_path),
+        tmp_path / "v",
+        show_progress=False,
+    )
+    assert val.errors == {"image_missing": 1}
+    assert StageDir(tmp_path / "v").read_table("")["pair_id"].to_pylist() == ["sa_3|tiny-vlm"]
+    manifest = json.loads((tmp_path / "v" / "features.json").read_text())
+    assert manifest["split"] == "validation" and manifest["release_splits"] == ["train", "validation"]
+    # the mixes decoded from the release equal the same mixes read from a render folder, feature for feature
+    stage = tiny_prepare_stage(release, tiny_pixart, tiny_ast, shard_size=10)
+    rendered = run_stage(stage, tmp_path / "r", show_progress=False)
+    assert rendered.finalized
+    from_folder = StageDir(tmp_path / "r")
+    rows = {pid: i for i, pid in enumerate(from_folder.read_table("")["pair_id"].to_pylist())}
+    np.testing.assert_array_equal(
+        StageDir(tmp_path / "v").read_array("audio")[0], from_folder.read_array("audio")[rows["sa_3|tiny-vlm"]]
+    )
+
+
+def test_the_audio_column_decodes_without_torchcodec(split_release, tmp_path) -> None:
+    ds = data.load_release(str(split_release), data.RENDERED_CONFIG, "validation", cache_dir=str(tmp_path))
+    cell = ds[0]["audio"]
+    assert set(cell) == {"bytes", "path"}  # Audio(decode=False): datasets 5 would call torchcodec
+    wave = data.decode_audio(cell)
+    assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == 5 * 16_000
+    streamed = data.load_release(str(split_release), data.RENDERED_CONFIG, "validation", streaming=True)
+    np.testing.assert_array_equal(data.decode_audio(next(iter(streamed))["audio"]), wave)
+
+
+def test_pairs_load_alike_from_a_folder_a_streamed_load_and_a_parquet_file(split_release, tmp_path) -> None:
+    folder = data.load_pairs(str(split_release), "validation", cache_dir=str(tmp_path))
+    assert folder.column("pair_id").to_pylist() == [f"sa_{i}|tiny-vlm" for i in VALIDATION_IDS]
+    one_file = data.load_pairs(str(next((split_release / "data").glob("train-*.parquet"))), cache_dir=str(tmp_path))
+    assert one_file.column("pair_id").to_pylist() == [f"sa_{i}|tiny-vlm" for i in TRAIN_IDS]
+    streamed = data.load_release(str(split_release), split="validation", streaming=True)
+    assert [r["pair_id"] for r in streamed] == folder.column("pair_id").to_pylist()
+
+
+def test_a_missing_split_names_the_splits_there_are(release, tmp_path) -> None:
+    assert data.release_splits(str(release["release"])) == ["train"]  # a release published without --holdout
+    with pytest.raises(data.ReleaseError, match="has no split 'validation'; it has: train"):
+        data.load_pairs(str(release["release"]), "validation", cache_dir=str(tmp_path))
+
+
+def test_hub_names_in_both_forms() -> None:
+    assert data.hub_name("hf://datasets/org/sonified") == "org/sonified"
+    assert data.hub_name("hf://org/sonified") == "org/sonified"
+    assert data.hub_name("org/sonified") is None and data.hub_name("/data/release") is None
 
 
 def test_prepare_encodes_found_pairs_and_records_missing_image(features) -> None:
@@ -73,11 +150,20 @@ def test_prepare_command_needs_exactly_one_audio_input(release, tmp_path, capsys
 
     from training_recipe.prepare import prepare
 
-    with pytest.raises(typer.Exit):
+    with pytest.raises(typer.Exit) as refused:
         prepare(dataset=str(release["release"]), images=release["images"], out=tmp_path, audio_dir=None, source=None)
-    assert "either --audio" in capsys.readouterr().err
+    assert refused.value.exit_code == 2
+    assert "give exactly one audio input: --rendered-audio, --audio" in capsys.readouterr().err
+    with pytest.raises(typer.Exit):
+        prepare(
+            dataset=str(release["release"]),
+            images=release["images"],
+            out=tmp_path,
+            audio_dir=release["audio"],
+            rendered_audio=True,
+        )
 
 
 def test_prepare_refuses_an_empty_plan(release) -> None:
-    with pytest.raises(ValueError, match="no pairs to prepare"):
+    with pytest.raises(InputError, match="no pairs to prepare"):
         build_stage(str(release["release"]), release["images"], audio_dir=release["audio"], limit=0)
