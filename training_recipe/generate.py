@@ -11,11 +11,14 @@ Rows of the output grid are audio conditions, columns are seeds; every row is la
 - separated vs mixed: `--arrange mix` (summed) or `sequence` (played one after the other), `--solo` adds a
   row per source alone;
 - acoustic space: `--reverb room.wav [church.wav ...]` convolves the condition with each impulse response
-  (one row each, beside the dry row), rescaled to the dry loudness so that only the space changes.
+  (one row each, beside the dry row), rescaled to the dry loudness so that only the space changes;
+- held-out pairs: `--features FEATURES_VAL` (prepare --split validation) renders the first `--count` pairs of
+  the validation split, whose SA-1B images were held out of training, beside their real image.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ import typer
 
 from sonify_toolkit import audio as au
 from sonify_toolkit.cli.common import CliError, one_line_errors
+from sonify_toolkit.errors import InputError
 from sonify_toolkit.settings import SAMPLE_RATE
 
 DEFAULT_LUFS = -23.0
@@ -126,9 +130,20 @@ class Generator:
         self._torch = torch
 
     def images(self, waves: Sequence[np.ndarray], seed: int, guidance: float, steps: int):
+        return self.images_from_features(self._torch.from_numpy(self.ast.encode(list(waves))), seed, guidance, steps)
+
+    def decode_latents(self, latents: np.ndarray):
+        """Prepared VAE latents (scaled posterior means) back to images: the pairs' real pictures."""
+        torch = self._torch
+        vae = self.pipe.vae
+        x = torch.from_numpy(np.asarray(latents, np.float32)).to(self.device, vae.dtype) / vae.config.scaling_factor
+        with torch.inference_mode():
+            decoded = vae.decode(x).sample
+        return self.pipe.image_processor.postprocess(decoded.float(), output_type="pil")
+
+    def images_from_features(self, feats, seed: int, guidance: float, steps: int):
         from .pipeline import images_from_audio
 
-        feats = self._torch.from_numpy(self.ast.encode(list(waves)))
         return images_from_audio(
             self.pipe,
             feats,
@@ -168,6 +183,47 @@ def generate_for_pairs(
     return len(rows)
 
 
+def held_out_features(features: Path):
+    """The prepare output of the validation split; training clips are refused when the release holds some out."""
+    from .train import FeatureDataset
+
+    dataset = FeatureDataset(features)
+    split = dataset.manifest.get("split", "train")
+    if split == "train":
+        splits = dataset.manifest.get("release_splits", ["train"])
+        if "validation" in splits:
+            raise InputError(
+                f"{features} holds the train split: prepare the held-out images with --split validation and pass that"
+            )
+        print(f"note: the release has no validation split; {features} are training clips", file=sys.stderr)
+    return dataset
+
+
+def generate_from_features(
+    gen: Generator, features: Path, count: int, seeds: Sequence[int], guidance: float, steps: int
+):
+    """Rows: the first `count` held-out pairs; columns: the real image, then one generated image per seed."""
+    import pyarrow as pa
+
+    from sonify_toolkit.shards import StageDir
+
+    from .pipeline import image_grid
+
+    dataset = held_out_features(features)
+    chosen = range(min(count, len(dataset)))
+    ids = pa.concat_tables([t for _, t in StageDir(features).iter_tables("")]).column("pair_id").to_pylist()
+    feats = [dataset[i] for i in chosen]
+    audio = gen._torch.stack([f["audio"] for f in feats]).float()
+    real = gen.decode_latents(np.stack([f["latents"].float().numpy() for f in feats]))
+    per_seed = [gen.images_from_features(audio, seed, guidance, steps) for seed in seeds]
+    images = [im for r in range(len(chosen)) for im in (real[r], *(per_seed[s][r] for s in range(len(seeds))))]
+    labels = [ids[i] for i in chosen]
+    grid = image_grid(
+        images, cols=1 + len(seeds), row_labels=labels, col_labels=["held-out image", *(f"seed {s}" for s in seeds)]
+    )
+    return images, labels, grid
+
+
 @one_line_errors("generate")
 def generate(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A checkpoint folder or its pipeline/ export.")],
@@ -190,8 +246,21 @@ def generate(
         Path | None, typer.Option("--pairs", help="Benchmark pairs.parquet: one image per pair into --out-dir.")
     ] = None,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for --pairs images (ID.png).")] = Path("generated"),
+    features: Annotated[
+        Path | None,
+        typer.Option("--features", help="Prepared validation split: a grid of held-out pairs beside their images."),
+    ] = None,
+    count: Annotated[int, typer.Option("--count", min=1, help="Held-out pairs to render with --features.")] = 8,
 ) -> None:
     """Images from audio, with mixing, loudness sweeps, arrangement and reverberation ablations."""
+    if features is not None:
+        gen = Generator(checkpoint, ast=ast, device=device, dtype=dtype)
+        seeds = seeds or [0]
+        _, labels, grid = generate_from_features(gen, features, count, seeds, guidance, steps)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(out)
+        print(f"{len(labels)} held-out pairs x {len(seeds)} seeds -> {out}")
+        return
     if pairs is not None:
         gen = Generator(checkpoint, ast=ast, device=device, dtype=dtype)
         n = generate_for_pairs(gen, pairs, out_dir, (seeds or [0])[0], guidance, steps)

@@ -206,6 +206,31 @@ def features(tmp_path_factory: pytest.TempPathFactory, release: dict[str, Path],
 
 
 @pytest.fixture(scope="session")
+def validation_features(
+    tmp_path_factory: pytest.TempPathFactory, split_release: Path, release: dict[str, Path], tiny_pixart, tiny_ast
+) -> Path:
+    """The prepare output of the two-split release's validation split (pair 3; pair 4's image is missing)."""
+    from sonify_toolkit.runner import run_stage
+    from training_recipe.features import build_stage
+
+    out = tmp_path_factory.mktemp("validation_features")
+    stage = build_stage(
+        str(split_release),
+        release["images"],
+        release_audio=True,
+        split="validation",
+        cache_dir=str(out.parent / f"{out.name}-hf-cache"),
+        base_model=str(tiny_pixart),
+        ast_model=str(tiny_ast),
+        resolution=32,
+        device="cpu",
+        batch_size=2,
+    )
+    assert run_stage(stage, out, show_progress=False).finalized
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_wav2clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny.clip import build_tiny_wav2clip
 

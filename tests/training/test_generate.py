@@ -79,3 +79,31 @@ def test_generate_for_benchmark_pairs(checkpoint: Path, tmp_path: Path) -> None:
     generate(checkpoint=checkpoint, pairs=tmp_path / "pairs.parquet", out_dir=tmp_path / "gen", **FAST_CPU)
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["v0.png", "v1.png", "v2.png"]
     assert Image.open(tmp_path / "gen" / "v0.png").size == (32, 32)
+
+
+def test_generate_draws_held_out_pairs_from_the_validation_split(checkpoint, validation_features, tmp_path) -> None:
+    out = tmp_path / "held_out.png"
+    generate(checkpoint=checkpoint, features=validation_features, out=out, seeds=[0, 1], count=8, **FAST_CPU)
+    # one held-out pair (sa_3) x (its real image + 2 seeds), label column and header
+    assert Image.open(out).size == (160 + 3 * 32, 20 + 32)
+
+
+def test_generate_refuses_training_clips_when_the_release_holds_some_out(checkpoint, features, tmp_path, capsys):
+    import json
+
+    import typer
+
+    out, _ = features
+    manifest = json.loads((out / "features.json").read_text())
+    assert manifest["split"] == "train"
+    held_back = tmp_path / "train_features"
+    import shutil
+
+    shutil.copytree(out, held_back)
+    (held_back / "features.json").write_text(json.dumps({**manifest, "release_splits": ["train", "validation"]}))
+    with pytest.raises(typer.Exit) as refused:
+        generate(checkpoint=checkpoint, features=held_back, out=tmp_path / "x.png", **FAST_CPU)
+    assert refused.value.exit_code == 2
+    assert "holds the train split: prepare the held-out images with --split validation" in capsys.readouterr().err
+    generate(checkpoint=checkpoint, features=out, out=tmp_path / "train.png", count=2, **FAST_CPU)  # no validation
+    assert "the release has no validation split" in capsys.readouterr().err

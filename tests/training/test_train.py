@@ -97,11 +97,12 @@ def test_report_to_none_writes_no_tracker_logs_and_no_progress_bar(features, tin
     assert bad.value.code == 2 and "invalid choice: 'tensorbord'" in capsys.readouterr().err
 
 
-def test_samples_come_from_the_validation_features(features, tiny_pixart, tmp_path, capsys) -> None:
+def test_samples_come_from_the_validation_split(features, validation_features, tiny_pixart, tmp_path, capsys) -> None:
     out, _ = features
-    cfg = tiny_config(out, tiny_pixart, tmp_path / "run", max_steps=1, sample_every=1, validation_features=str(out))
+    val = str(validation_features)
+    cfg = tiny_config(out, tiny_pixart, tmp_path / "run", max_steps=1, sample_every=1, validation_features=val)
     train(cfg)
-    assert f"split ({out})" in capsys.readouterr().out  # the held-out features named, not "training clips"
+    assert f"sample grids every 1 steps from the validation split ({val})" in capsys.readouterr().out
     assert (tmp_path / "run" / "samples" / "step-0000001.png").exists()
 
 
