@@ -8,16 +8,20 @@ means the work directory must be on storage every node sees at the same path (as
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import multiprocessing.util as mp_util
 import os
+import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .errors import DeviceError, InputError
 from .shards import StageDir
 from .stage import ItemCallback, Resources, Shard, Stage
 
@@ -35,7 +39,7 @@ class ShardSelection:
 
     def __post_init__(self) -> None:
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
-            raise ValueError(f"--shard-index must be in [0, {self.num_shards}), got {self.shard_index}")
+            raise InputError(f"--shard-index must be in [0, {self.num_shards}), got {self.shard_index}")
 
     def take(self, shards: Sequence[Shard]) -> list[Shard]:
         return [s for s in shards if s.index % self.num_shards == self.shard_index]
@@ -55,8 +59,18 @@ class ShardSelection:
         return cls(num_shards or 1, shard_index or 0)
 
 
-def execute_shard(stage: Stage, shard: Shard, stage_dir: Path, on_item: ItemCallback | None = None) -> dict[str, Any]:
-    """Process one shard and write it; the stats file goes last and marks it complete."""
+def execute_shard(
+    stage: Stage,
+    shard: Shard,
+    stage_dir: Path,
+    on_item: ItemCallback | None = None,
+    generation: str | None = None,
+) -> dict[str, Any]:
+    """Process one shard and write it; the stats file goes last and marks it complete.
+
+    `generation` is the stage folder's token when the run started: each write checks it, so a
+    folder cleared or restarted by another process is never written into.
+    """
     t0 = time.perf_counter()
     result = stage.process(shard, on_item)
     seconds = time.perf_counter() - t0
@@ -69,7 +83,7 @@ def execute_shard(stage: Stage, shard: Shard, stage_dir: Path, on_item: ItemCall
         "seconds": round(seconds, 4),
         **result.extra,
     }
-    StageDir(stage_dir).write_shard(shard.index, result.tables, stats, result.arrays)
+    StageDir(stage_dir).write_shard(shard.index, result.tables, stats, result.arrays, generation=generation)
     return stats
 
 
@@ -77,8 +91,17 @@ class Executor(Protocol):
     workers: int
 
     def map(
-        self, stage: Stage, shards: Sequence[Shard], stage_dir: Path, on_item: ItemCallback | None = None
-    ) -> Iterator[dict[str, Any]]: ...
+        self,
+        stage: Stage,
+        shards: Iterable[Shard],
+        stage_dir: Path,
+        on_item: ItemCallback | None = None,
+        generation: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Run shards as they are pulled from `shards` (lazily: one per free worker, so the caller can
+        claim each just before it starts), yielding each finished shard's stats. The first error
+        stops the run: shards not yet started are never started."""
+        ...
 
 
 class InlineExecutor:
@@ -87,50 +110,104 @@ class InlineExecutor:
     workers = 1
 
     def map(
-        self, stage: Stage, shards: Sequence[Shard], stage_dir: Path, on_item: ItemCallback | None = None
+        self,
+        stage: Stage,
+        shards: Iterable[Shard],
+        stage_dir: Path,
+        on_item: ItemCallback | None = None,
+        generation: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        if not shards:
-            return
-        stage.setup()
-        for shard in shards:
-            yield execute_shard(stage, shard, stage_dir, on_item)
+        set_up = False
+        try:
+            for shard in shards:
+                if not set_up:
+                    stage.setup()
+                    set_up = True
+                yield execute_shard(stage, shard, stage_dir, on_item, generation)
+        finally:
+            if set_up:
+                stage.teardown()
 
 
 _WORKER_STAGE: Stage | None = None
+_WORKER_READY = False
 
 
 def _init_worker(stage: Stage) -> None:
+    """Pool worker start: one thread, Ctrl-C left to the driver (which stops the pool), the stage kept."""
     global _WORKER_STAGE
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: workers are the parallelism
     if "torch" in sys.modules:  # already imported (by unpickling the stage): the variable came too late
         sys.modules["torch"].set_num_threads(1)
-    stage.setup()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_STAGE = stage
 
 
-def _run_in_worker(shard: Shard, stage_dir: Path) -> dict[str, Any]:
+def _teardown_worker() -> None:
+    if _WORKER_STAGE is not None and _WORKER_READY:
+        _WORKER_STAGE.teardown()
+
+
+def _run_in_worker(shard: Shard, stage_dir: Path, generation: str | None) -> dict[str, Any]:
+    """Set the stage up on the worker's first shard, so a failing setup reaches the driver as its own error
+    (an initializer's exception would only break the pool)."""
+    global _WORKER_READY
     assert _WORKER_STAGE is not None, "worker was not initialised"
-    return execute_shard(_WORKER_STAGE, shard, stage_dir)
+    if not _WORKER_READY:
+        _WORKER_STAGE.setup()
+        _WORKER_READY = True
+        mp_util.Finalize(None, _teardown_worker, exitpriority=10)  # runs when the pool shuts the worker down
+    return execute_shard(_WORKER_STAGE, shard, stage_dir, None, generation)
 
 
 class ProcessPoolShardExecutor:
-    """A local pool of `workers` processes (spawned, so torch and threads are safe), each set up once."""
+    """A local pool of `workers` processes (spawned, so torch and threads are safe), each set up once.
+
+    Only `workers` shards are in flight at a time: the first error cancels everything not yet
+    started (shards already complete stay); an interrupt stops the workers at once.
+    """
 
     def __init__(self, workers: int):
         self.workers = workers
 
     def map(
-        self, stage: Stage, shards: Sequence[Shard], stage_dir: Path, on_item: ItemCallback | None = None
+        self,
+        stage: Stage,
+        shards: Iterable[Shard],
+        stage_dir: Path,
+        on_item: ItemCallback | None = None,
+        generation: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        if not shards:
+        feed = iter(shards)
+        first = next(feed, None)
+        if first is None:
             return
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker, initargs=(stage,)) as pool:
-            pending: set[Future[dict[str, Any]]] = {pool.submit(_run_in_worker, s, stage_dir) for s in shards}
-            while pending:
+        pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker, initargs=(stage,))
+        pending: set[Future[dict[str, Any]]] = {pool.submit(_run_in_worker, first, stage_dir, generation)}
+        graceful = False
+        try:
+            while True:
+                while len(pending) < self.workers:
+                    shard = next(feed, None)
+                    if shard is None:
+                        break
+                    pending.add(pool.submit(_run_in_worker, shard, stage_dir, generation))
+                if not pending:
+                    break
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
+                    if fut.exception() is not None:
+                        graceful = True  # a shard failed: let the ones in flight finish, start no more
                     yield fut.result()
+            graceful = True
+        finally:
+            if graceful:
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:  # interrupted (or the caller stopped listening): stop the workers now
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ShardActor:
@@ -138,11 +215,19 @@ class _ShardActor:
 
     def __init__(self, stage: Stage):
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(stage.resources.num_cpus))))
-        stage.setup()
         self.stage = stage
+        self.ready = False
 
-    def run(self, shard: Shard, stage_dir: str) -> dict[str, Any]:
-        return execute_shard(self.stage, shard, Path(stage_dir))
+    def run(self, shard: Shard, stage_dir: str, generation: str | None = None) -> dict[str, Any]:
+        if not self.ready:
+            self.stage.setup()
+            self.ready = True
+        return execute_shard(self.stage, shard, Path(stage_dir), None, generation)
+
+    def teardown(self) -> None:
+        if self.ready:
+            self.stage.teardown()
+            self.ready = False
 
 
 def actors_that_fit(cluster: dict[str, float], resources: Resources, cap: int | None, shards: int) -> int:
@@ -153,7 +238,7 @@ def actors_that_fit(cluster: dict[str, float], resources: Resources, cap: int | 
     n = min(fits) if fits else 1
     if n < 1:
         need = f"{resources.num_gpus:g} GPU" if resources.num_gpus else f"{resources.num_cpus:g} CPU"
-        raise ValueError(f"the Ray cluster has no room for one worker of this stage (needs {need} per worker)")
+        raise DeviceError(f"the Ray cluster has no room for one worker of this stage (needs {need} per worker)")
     return max(1, min(n, cap or n, shards))
 
 
@@ -171,9 +256,16 @@ class RayShardExecutor:
         self.address = address
 
     def map(
-        self, stage: Stage, shards: Sequence[Shard], stage_dir: Path, on_item: ItemCallback | None = None
+        self,
+        stage: Stage,
+        shards: Iterable[Shard],
+        stage_dir: Path,
+        on_item: ItemCallback | None = None,
+        generation: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        if not shards:
+        feed = iter(shards)
+        first = next(feed, None)
+        if first is None:
             return
         import ray
         from ray.util import ActorPool
@@ -181,13 +273,25 @@ class RayShardExecutor:
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
         res = stage.resources
-        n = actors_that_fit(ray.cluster_resources(), res, self.cap, len(shards))
+        expected = len(shards) if isinstance(shards, Sized) else (self.cap or 1 << 30)
+        n = actors_that_fit(ray.cluster_resources(), res, self.cap, max(1, expected))
         actor_cls = ray.remote(_ShardActor).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
         actors = [actor_cls.remote(stage) for _ in range(n)]
         try:
             pool = ActorPool(actors)
-            yield from pool.map_unordered(lambda a, s: a.run.remote(s, str(stage_dir)), list(shards))
+            pool.submit(lambda a, s: a.run.remote(s, str(stage_dir), generation), first)
+            while True:
+                while pool.has_free():
+                    shard = next(feed, None)
+                    if shard is None:
+                        break
+                    pool.submit(lambda a, s: a.run.remote(s, str(stage_dir), generation), shard)
+                if not pool.has_next():
+                    break
+                yield pool.get_next_unordered()
         finally:
+            with contextlib.suppress(Exception):  # teardown is a courtesy: the actors are killed next
+                ray.get([a.teardown.remote() for a in actors], timeout=30)
             for actor in actors:
                 ray.kill(actor)
 
@@ -195,7 +299,7 @@ class RayShardExecutor:
 def local_executor(workers: int) -> Executor:
     """Inline for one worker, a process pool for more."""
     if workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise InputError("--workers must be at least 1")
     return InlineExecutor() if workers == 1 else ProcessPoolShardExecutor(workers)
 
 
@@ -206,8 +310,8 @@ def make_executor(kind: str, workers: int, address: str | None = None) -> Execut
     """The executor named on the command line."""
     if kind == "local":
         if address:
-            raise ValueError("--ray-address needs --executor ray")
+            raise InputError("--ray-address needs --executor ray")
         return local_executor(workers)
     if kind == "ray":
         return RayShardExecutor(workers, address)
-    raise ValueError(f"unknown executor '{kind}' (choose: {', '.join(EXECUTORS)})")
+    raise InputError(f"unknown executor '{kind}' (choose: {', '.join(EXECUTORS)})")

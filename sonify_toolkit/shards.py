@@ -6,6 +6,8 @@ Layout of one stage folder::
     <stage_dir>/<table>/NNNNN.parquet  one file per table per shard (table "" = the folder itself)
     <stage_dir>/<array>/NNNNN.npy      optional arrays aligned with a table (e.g. embeddings)
     <stage_dir>/_stats/NNNNN.json      written last: its presence marks shard NNNNN complete
+    <stage_dir>/_leases/NNNNN.json     who works on shard NNNNN right now (see `leases`)
+    <stage_dir>/_finalized.json        the shards the last finalize saw, and its facts
 
 Every file is written under a temporary name and renamed, so a reader never sees half a file, and
 a run killed at any point leaves at most the shards in flight incomplete (they are redone).
@@ -19,7 +21,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import StageMismatchError
+from .errors import ConcurrentRunError, StageMismatchError
+from .leases import LEASE_DIR, held_lock, live_leases
 
 STAGE_FILE = "_stage.json"
 STATS_DIR = "_stats"
+FINALIZED_FILE = "_finalized.json"  # which complete shards the last finalize saw, and its facts
 
 
 def shard_name(index: int) -> str:
@@ -96,41 +100,128 @@ class StageDir:
         except FileNotFoundError:
             return None
 
-    def prepare(self, stage: str, params: Mapping[str, Any], num_shards: int, *, overwrite: bool = False) -> None:
-        """Claim the folder for these parameters, or refuse to mix with shards made otherwise."""
+    def prepare(
+        self,
+        stage: str,
+        params: Mapping[str, Any],
+        num_shards: int,
+        *,
+        overwrite: bool = False,
+        argv: Sequence[str] | None = None,
+    ) -> str:
+        """Claim the folder for these parameters, or refuse to mix with shards made otherwise.
+
+        Returns the folder's generation token (its fingerprint), so a process whose stage was
+        cleared or re-fingerprinted under it notices before its next write (`check_generation`);
+        a folder cleared and restarted with the same parameters receives the same bytes either way.
+        Runs under a lock beside the folder, so processes starting together agree on one manifest.
+        A folder without one complete shard is replaced without `--overwrite`: a failed start (a
+        model that did not load) is no work to protect.
+        """
         fp = fingerprint({"stage": stage, "params": params, "num_shards": num_shards})
-        old = self.manifest()
-        if old is None and self.complete_shards():
-            if not overwrite:
-                raise StageMismatchError(
-                    f"{self.path} holds '{stage}' shards but no {STAGE_FILE} to say how they were made; "
-                    "rerun with --overwrite to start over"
-                )
-            self.clear()
-        if old is not None and old.get("fingerprint") != fp:
-            if not overwrite:
-                changed = sorted(
-                    k for k in set(old.get("params", {})) | set(params) if old.get("params", {}).get(k) != params.get(k)
-                )
-                if old.get("num_shards") != num_shards:
-                    changed.append("shard plan")
-                raise StageMismatchError(
-                    f"{self.path} holds '{stage}' shards made with other parameters "
-                    f"(changed: {', '.join(changed) or 'unknown'}); rerun with --overwrite to start over"
-                )
-            self.clear()
-        if old is None or old.get("fingerprint") != fp:
-            atomic_write_json(
-                self.manifest_path,
-                {"stage": stage, "fingerprint": fp, "params": dict(params), "num_shards": num_shards},
-            )
+        with held_lock(self.path.with_name(f".{self.path.name}.lock"), f"preparing {stage}"):
+            old = self.manifest()
+            has_work = bool(self.complete_shards())
+            if old is None and has_work:
+                if not overwrite:
+                    raise StageMismatchError(
+                        f"{self.path} holds '{stage}' shards but no {STAGE_FILE} to say how they were made; "
+                        "rerun with --overwrite to start over"
+                    )
+                self.clear()
+            elif old is not None and old.get("fingerprint") != fp:
+                if has_work and not overwrite:
+                    changed = sorted(
+                        k
+                        for k in set(old.get("params", {})) | set(params)
+                        if old.get("params", {}).get(k) != params.get(k)
+                    )
+                    if old.get("num_shards") != num_shards:
+                        changed.append("shard plan")
+                    raise StageMismatchError(
+                        f"{self.path} holds '{stage}' shards made with other parameters "
+                        f"(changed: {', '.join(changed) or 'unknown'}); rerun with --overwrite to start over"
+                    )
+                self.clear()
+                old = None
+            as_stored = json.loads(json.dumps(dict(params), sort_keys=True, default=str))
+            if old is not None and old.get("params") == as_stored:
+                return fp
+            manifest: dict[str, Any] = {
+                "stage": stage,
+                "fingerprint": fp,
+                "params": dict(params),
+                "num_shards": num_shards,
+            }
+            recorded = (old or {}).get("argv", list(argv) if argv is not None else None)
+            if recorded is not None:
+                manifest["argv"] = recorded
+            atomic_write_json(self.manifest_path, manifest)
+            return fp
 
     def clear(self) -> None:
-        """Remove the folder; renamed away first so a kill mid-delete never leaves stale shards behind."""
-        if self.path.exists():
-            doomed = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.deleting")
-            os.replace(self.path, doomed)
-            shutil.rmtree(doomed)
+        """Remove the folder; renamed away first so a kill mid-delete never leaves stale shards behind.
+
+        Refused while another process holds a live lease in it: its shards would land in the new folder.
+        """
+        if not self.path.exists():
+            return
+        busy = live_leases(self.path)
+        if busy:
+            raise ConcurrentRunError(
+                f"{self.path} is being worked on by {busy[0].describe()}: "
+                "stop that run or let it finish before starting over"
+            )
+        doomed = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.deleting")
+        os.replace(self.path, doomed)
+        shutil.rmtree(doomed)
+
+    def discard_if_unstarted(self, generation: str) -> bool:
+        """Remove the folder a run of this generation claimed but never completed one shard in.
+
+        A start that failed (a model id that does not load) must not leave a folder that later
+        commands count as unfinished work. Kept when any shard is complete or anyone holds a lease.
+        """
+        with held_lock(self.path.with_name(f".{self.path.name}.lock"), "discarding an unstarted stage"):
+            if self.generation() != generation or self.complete_shards() or live_leases(self.path):
+                return False
+            self.clear()
+            return True
+
+    def generation(self) -> str | None:
+        """The token writers check: the fingerprint in `_stage.json` (None while there is none)."""
+        m = self.manifest()
+        return None if m is None else m.get("fingerprint")
+
+    def check_generation(self, expected: str | None) -> None:
+        """Stop before writing into a folder that was cleared or restarted since this run claimed it."""
+        if expected is None:
+            return
+        try:
+            current = self.generation()
+        except json.JSONDecodeError:
+            current = None
+        if current != expected:
+            raise ConcurrentRunError(
+                f"{self.path} was cleared or restarted with other parameters by another process while this "
+                "run worked in it; this run stopped without writing there"
+            )
+
+    # --- finalize bookkeeping ----------------------------------------------------------------
+    @property
+    def lease_dir(self) -> Path:
+        return self.path / LEASE_DIR
+
+    def finalized(self, key: str) -> dict[str, Any] | None:
+        """The facts of a finalize already run for exactly these complete shards (`key`), else None."""
+        try:
+            done = json.loads((self.path / FINALIZED_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return done.get("facts", {}) if done.get("key") == key else None
+
+    def mark_finalized(self, key: str, facts: Mapping[str, Any]) -> None:
+        atomic_write_json(self.path / FINALIZED_FILE, {"key": key, "facts": dict(facts)})
 
     # --- completion ----------------------------------------------------------------------------
     def stats_path(self, index: int) -> Path:
@@ -165,12 +256,21 @@ class StageDir:
         tables: Mapping[str, pa.Table],
         stats: Mapping[str, Any],
         arrays: Mapping[str, np.ndarray] | None = None,
+        *,
+        generation: str | None = None,
     ) -> None:
-        """Write every table and array of a shard, then its stats (the completion marker)."""
+        """Write every table and array of a shard, then its stats (the completion marker).
+
+        With `generation`, each write first checks that the folder is still the one this run
+        claimed, so a run never writes into a folder that `--overwrite` restarted under it.
+        """
         for name, tbl in tables.items():
+            self.check_generation(generation)
             atomic_write_table(self.table_path(name, index), tbl)
         for name, arr in (arrays or {}).items():
+            self.check_generation(generation)
             atomic_write_array(self.array_path(name, index), arr)
+        self.check_generation(generation)
         atomic_write_json(self.stats_path(index), dict(stats))
 
     # --- reading ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import schema
+from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,76 @@ class _Phase:
 ItemCallback = Callable[[int], None]
 
 
+class ShardContext:
+    """The bookkeeping of one shard being processed: error rows, counters, phase timers, progress.
+
+    Stages used to write these by hand in every `process`; with a context they say what happened
+    (`ctx.error(...)`, `ctx.count(...)`, `with ctx.phase("decode"):`, `ctx.advance()`) and
+    `ctx.result(tables)` assembles the `ShardResult`, errors table and phase seconds included.
+    """
+
+    def __init__(self, shard: Shard, on_item: ItemCallback | None = None):
+        self.shard = shard
+        self.errors = ErrorLog()
+        self.counters: Counter[str] = Counter()
+        self.timer = StatsTimer()
+        self._on_item = on_item
+
+    def error(self, item: str, reason: str, detail: str = "") -> None:
+        """One bad item: an error row and a count by reason ("errors are data")."""
+        self.errors.add(item, reason, detail)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def phase(self, name: str) -> _Phase:
+        """`with ctx.phase("decode"):` adds the block's seconds to that phase of the shard stats."""
+        return self.timer(name)
+
+    def advance(self, n: int = 1) -> None:
+        """Report `n` items done (the progress bar of the inline executor)."""
+        if self._on_item is not None:
+            self._on_item(n)
+
+    def result(
+        self,
+        tables: Mapping[str, pa.Table],
+        *,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        errors_table: str | None = "errors",
+        extra: Mapping[str, Any] | None = None,
+    ) -> ShardResult:
+        """The shard's result: its tables (plus the error rows as `errors_table`), counts and phase times."""
+        out_tables = dict(tables)
+        if errors_table is not None:
+            out_tables[errors_table] = self.errors.table()
+        more = dict(extra or {})
+        if self.timer.seconds:
+            more["phase_seconds"] = {k: round(v, 4) for k, v in self.timer.seconds.items()}
+        return ShardResult(
+            tables=out_tables,
+            arrays=dict(arrays or {}),
+            counters=dict(self.counters),
+            errors=dict(self.errors.counts),
+            items=len(self.shard.items),
+            extra=more,
+        )
+
+
 class Stage:
-    """Base class: subclasses set `name`, `resources`, and implement `plan`, `params`, `process`."""
+    """Base class: subclasses set `name`, `resources`, and implement `plan`, `params`, `process`.
+
+    Per-worker state (a loaded model, an HTTP session, open tar files) lives in attributes named in
+    `transient`: they are never pickled to workers (each worker builds its own in `setup`), and
+    `teardown` closes each (its `close()`, if any) and forgets it, once per worker.
+    """
 
     name: ClassVar[str] = "stage"
     resources: ClassVar[Resources] = Resources()
+    transient: ClassVar[tuple[str, ...]] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, **{attr: None for attr in self.transient if attr in self.__dict__}}
 
     def output_dir(self, workdir: Path) -> Path:
         """The stage folder under the work directory."""
@@ -121,6 +187,16 @@ class Stage:
         """Turn one shard into tables. Pure apart from reading its inputs."""
         raise NotImplementedError
 
+    def teardown(self) -> None:
+        """Release per-worker state; called once per worker after its last shard (also on errors)."""
+        for attr in self.transient:
+            value = getattr(self, attr, None)
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
+            if attr in self.__dict__:
+                setattr(self, attr, None)
+
     def finalize(self, workdir: Path) -> dict[str, Any] | None:
         """Runs once when every shard is complete (indexes, manifests). Returns summary facts."""
         return None
@@ -129,5 +205,5 @@ class Stage:
 def chunk(items: Sequence[Any], size: int) -> list[Shard]:
     """Split an ordered item list into shards of `size` items (the last may be shorter)."""
     if size <= 0:
-        raise ValueError("shard size must be positive")
+        raise InputError("shard size must be positive")
     return [Shard(i, tuple(items[s : s + size])) for i, s in enumerate(range(0, len(items), size))]

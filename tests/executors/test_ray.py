@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sonify_toolkit.errors import DeviceError, InputError
 from sonify_toolkit.executors import InlineExecutor, RayShardExecutor, actors_that_fit, make_executor
 from sonify_toolkit.runner import run_stage
 from sonify_toolkit.stage import Resources
@@ -23,10 +24,10 @@ def local_ray() -> Iterator[None]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    """Every output file by relative path, minus per-run timings in the stats markers."""
+    """Every output file by relative path, minus the run records (timings, command line, finalize record)."""
     out = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and "_stats" not in p.parts:
+        if p.is_file() and "_stats" not in p.parts and p.name not in ("_stage.json", "_finalized.json"):
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
 
@@ -68,15 +69,15 @@ def test_actor_count_follows_declared_resources() -> None:
     assert actors_that_fit(cluster, Resources(num_cpus=2, num_gpus=1), None, 100) == 4
     assert actors_that_fit(cluster, Resources(num_cpus=1, num_gpus=0.5), 3, 100) == 3
     assert actors_that_fit(cluster, Resources(num_cpus=1), None, 5) == 5
-    with pytest.raises(ValueError, match="no room"):
+    with pytest.raises(DeviceError, match="no room"):
         actors_that_fit({"CPU": 8.0}, Resources(num_gpus=1), None, 10)
 
 
 def test_make_executor_names() -> None:
     assert isinstance(make_executor("ray", 1, address="auto"), RayShardExecutor)
-    with pytest.raises(ValueError, match="unknown executor"):
+    with pytest.raises(InputError, match="unknown executor"):
         make_executor("dask", 1)
-    with pytest.raises(ValueError, match="needs --executor ray"):
+    with pytest.raises(InputError, match="needs --executor ray"):
         make_executor("local", 1, address="auto")
 
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from sonify_toolkit import schema
+from sonify_toolkit.errors import InputError
 from sonify_toolkit.executors import ShardSelection
 from sonify_toolkit.shards import StageDir, StageMismatchError, atomic_write_json, fingerprint
 from sonify_toolkit.stage import ErrorLog, Shard, chunk
@@ -70,9 +71,9 @@ def test_chunk_and_selection_partition_the_plan() -> None:
     parts = [ShardSelection(3, i).take(shards) for i in range(3)]
     assert sorted(s.index for p in parts for s in p) == [0, 1, 2, 3]
     assert [s.index for s in parts[0]] == [0, 3]
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="positive"):
         chunk([1], 0)
-    with pytest.raises(ValueError, match="shard-index"):
+    with pytest.raises(InputError, match="shard-index"):
         ShardSelection(2, 2)
     assert Shard(0, ("a",)) == Shard(0, ("a",))
 
