@@ -1,13 +1,17 @@
-"""Fixtures for the stage machinery tests: the pool's mixed corpus, and a longer one to kill mid-run."""
+"""Fixtures for the stage machinery tests: the pool's mixed corpus, a longer one to kill mid-run, a VLM server."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.extract.conftest import FakeServer, _handler
 from tests.pool.corpus import make_corpus
 
 
@@ -25,3 +29,17 @@ def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         x = (0.1 * rng.standard_normal(20 * 44_100)).astype(np.float32)
         sf.write(root / f"noise_{i:02d}.wav", x, 44_100, subtype="PCM_16")
     return root
+
+
+@pytest.fixture
+def vlm_server() -> Iterator[FakeServer]:
+    """A loopback OpenAI-style VLM server that counts the requests it receives (answers by image colour)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    fake = FakeServer(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+    httpd.RequestHandlerClass = _handler(fake)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield fake
+    httpd.shutdown()
+    httpd.server_close()
