@@ -15,12 +15,20 @@
 Wav2CLIP: `--wav2clip wav2clip` uses the `wav2clip` package and its released weights; `--wav2clip
 Wav2CLIP.pt` loads that release file from a path (through the package's ResNet); a path to a
 TorchScript module mapping (batch, samples) 16 kHz audio to CLIP-space vectors works without it.
+AIS is never silently absent: without `--wav2clip` the command refuses in one line, unless `--no-ais`
+asks for a report without it, which then holds `"ais": null` and the reason, and says so on stderr.
+
+`--generated` is any folder of images named by the benchmark's ids (`ID.png`, `.jpg`, `.webp`...): our
+model's `generate --pairs` output and a baseline's (Sound2Scene, GlueGen, AudioToken, SonicDiffusion)
+are scored by the same code; pairs without an image are counted in `"missing"` and named on stderr.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,10 +37,23 @@ import typer
 from PIL import Image
 
 from sonify_toolkit import audio as au
-from sonify_toolkit.cli.common import CliError, one_line_errors
-from sonify_toolkit.settings import SAMPLE_RATE
+from sonify_toolkit.cli.common import one_line_errors
+from sonify_toolkit.errors import InputError
+from sonify_toolkit.settings import IMAGE_EXTENSIONS, SAMPLE_RATE
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+NO_AUDIO_ENCODER = "no audio encoder was given (--no-ais): AIS needs Wav2CLIP (--wav2clip)"
+
+
+class FidFeatures(str, Enum):
+    """Inception-v3 pool features with the FID weights (the paper's FID), or CLIP image features."""
+
+    INCEPTION = "inception"
+    CLIP = "clip"
+
+
+class EvaluateError(InputError):
+    """An evaluation that cannot be run as asked (no audio encoder, no matching images, a bad pairs table)."""
 
 
 # --- metrics: pure functions over embeddings ----------------------------------------------------
@@ -138,11 +159,11 @@ class Wav2ClipAudio:
                 pass  # not TorchScript: the released Wav2CLIP.pt state dict, loaded through the package
         try:
             import wav2clip
-        except ImportError as exc:
-            raise ValueError(
-                "AIS needs Wav2CLIP: pip install wav2clip (for its release or a Wav2CLIP.pt path), "
-                "or pass --wav2clip PATH to a TorchScript audio encoder"
-            ) from exc
+        except ImportError as exc:  # the package also imports torchaudio, which has no build beside CPU torch here
+            raise EvaluateError(
+                f"AIS needs Wav2CLIP: pip install wav2clip (for its release or a Wav2CLIP.pt path), "
+                f"or pass --wav2clip PATH to a TorchScript audio encoder ({type(exc).__name__}: {exc})"
+            ) from None
         self._w2c = wav2clip
         if spec == "wav2clip":
             self.model = wav2clip.get_model(device=self.device)  # downloads the released weights once
@@ -174,7 +195,9 @@ class InceptionPool:
         try:
             from pytorch_fid.inception import InceptionV3
         except ImportError as exc:
-            raise ValueError("--fid-features inception needs `pip install pytorch-fid` (or use clip)") from exc
+            raise EvaluateError(
+                f"--fid-features inception needs `pip install pytorch-fid` (or use clip) ({type(exc).__name__}: {exc})"
+            ) from None
         from sonify_toolkit.models.device import load_device
 
         self.device = load_device(device)
@@ -206,13 +229,17 @@ def evaluate_triples(
     clip: ClipImages,
     wav2clip: Wav2ClipAudio | None = None,
     fid_features: Any | None = None,
-) -> dict[str, float]:
-    """Every metric over aligned lists; AIS needs an audio encoder, FID a feature extractor (else CLIP's)."""
+) -> dict[str, Any]:
+    """Every metric over aligned lists; AIS needs an audio encoder (else `"ais": None` and the reason),
+    FID a feature extractor (else CLIP's)."""
     if not (len(audio) == len(references) == len(generated)):
         raise ValueError("audio, references and generated images must be aligned lists")
     gen_emb, ref_emb = clip.embed(generated), clip.embed(references)
-    metrics: dict[str, float] = {"count": float(len(generated)), "iis": float(paired_cosine(gen_emb, ref_emb).mean())}
-    if wav2clip is not None:
+    metrics: dict[str, Any] = {"count": float(len(generated)), "iis": float(paired_cosine(gen_emb, ref_emb).mean())}
+    if wav2clip is None:
+        metrics["ais"] = None
+        metrics["ais_reason"] = NO_AUDIO_ENCODER
+    else:
         aud = wav2clip.embed(audio)
         metrics["ais_cosine"] = float(paired_cosine(aud, gen_emb).mean())
         if len(audio) >= 2:
@@ -231,41 +258,87 @@ def evaluate_triples(
 def _read_pairs(path: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
+    if path.is_dir():
+        path = path / "pairs.parquet"
+    if not path.is_file():
+        raise EvaluateError(f"no benchmark pairs at {path} (run training_recipe.benchmarks first)")
     rows = pq.read_table(path).to_pylist()
     for name in ("id", "image", "audio"):
         if rows and name not in rows[0]:
-            raise ValueError(f"{path} lacks column {name!r} (expected the output of training_recipe.benchmarks)")
+            raise EvaluateError(f"{path} lacks column {name!r} (expected the output of training_recipe.benchmarks)")
     return rows
+
+
+def generated_images(folder: Path) -> dict[str, Path]:
+    """id -> image file for any folder of images named by benchmark id (ours or a baseline's, any format)."""
+    if not folder.is_dir():
+        raise EvaluateError(f"--generated {folder} is not a folder")
+    exts = {e.lower() for e in IMAGE_EXTENSIONS} | {".png", ".jpg", ".jpeg", ".webp"}
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in exts:
+            found.setdefault(p.stem, p)  # sorted: ID.jpg before ID.png if both exist
+    return found
+
+
+def warn(message: str) -> None:
+    """A line a person must not miss, on stderr (stdout stays the JSON)."""
+    print(f"WARNING: {message}", file=sys.stderr)
 
 
 @one_line_errors("evaluate")
 def evaluate(
-    pairs: Annotated[Path, typer.Option("--pairs", help="pairs.parquet from training_recipe.benchmarks.")],
-    generated: Annotated[Path, typer.Option("--generated", help="Folder of generated images named ID.png.")],
+    pairs: Annotated[
+        Path, typer.Option("--pairs", help="pairs.parquet (or its folder) from training_recipe.benchmarks.")
+    ],
+    generated: Annotated[
+        Path, typer.Option("--generated", help="Folder of images named by pair id (ID.png/.jpg): ours or a baseline's.")
+    ],
     clip: Annotated[str, typer.Option("--clip", help="CLIP checkpoint for IIS/AIS.")] = DEFAULT_CLIP,
-    wav2clip: Annotated[str | None, typer.Option("--wav2clip", help="'wav2clip' or a TorchScript path.")] = None,
-    fid_features: Annotated[str, typer.Option("--fid-features", help="inception | clip")] = "inception",
+    wav2clip: Annotated[
+        str | None, typer.Option("--wav2clip", help="'wav2clip' (the package), Wav2CLIP.pt, or a TorchScript path.")
+    ] = None,
+    no_ais: Annotated[
+        bool, typer.Option("--no-ais", help='Report without AIS ("ais": null and why) instead of refusing.')
+    ] = False,
+    fid_features: Annotated[FidFeatures, typer.Option("--fid-features", help="FID features.")] = FidFeatures.INCEPTION,
     device: Annotated[str, typer.Option("--device")] = "auto",
     out: Annotated[Path | None, typer.Option("--out", help="Write the metrics JSON here.")] = None,
 ) -> None:
-    """AIS (cosine, win rate, z-score), IIS and FID over a benchmark's pairs and the generated images."""
-    if fid_features not in ("inception", "clip"):
-        raise CliError(f"--fid-features must be inception or clip, not {fid_features!r}")
-    root = pairs.parent
-    rows = [r for r in _read_pairs(pairs) if (generated / f"{r['id']}.png").exists()]
+    """AIS (cosine, win rate, z-score), IIS and FID over a benchmark's pairs and a folder of generated images."""
+    try:
+        fid_kind = FidFeatures(getattr(fid_features, "value", fid_features))
+    except ValueError:
+        raise EvaluateError(f"--fid-features must be inception or clip, not {fid_features!r}") from None
+    if wav2clip is None and not no_ais:
+        raise EvaluateError(
+            "AIS needs an audio encoder: --wav2clip wav2clip (pip install '.[eval]'), --wav2clip PATH "
+            "(Wav2CLIP.pt or TorchScript), or --no-ais to report without it"
+        )
+    root = (pairs if pairs.is_dir() else pairs.parent).resolve()
+    images = generated_images(generated)
+    all_rows = _read_pairs(pairs)
+    rows = [r for r in all_rows if r["id"] in images]
     if not rows:
-        raise ValueError(f"no generated images in {generated} match the ids in {pairs}")
+        raise EvaluateError(f"no images in {generated} are named by the ids in {pairs} (expected ID.png or ID.jpg)")
+    missing = [r["id"] for r in all_rows if r["id"] not in images]
+    if missing:
+        warn(f"{len(missing)} of {len(all_rows)} pairs have no image in {generated} (first: {missing[0]})")
     audio = [au.load_standard(root / r["audio"], SAMPLE_RATE) for r in rows]
     refs = [Image.open(root / r["image"]).convert("RGB") for r in rows]
-    gens = [Image.open(generated / f"{r['id']}.png").convert("RGB") for r in rows]
+    gens = [Image.open(images[r["id"]]).convert("RGB") for r in rows]
     metrics = evaluate_triples(
         audio,
         refs,
         gens,
         ClipImages(clip, device),
         Wav2ClipAudio(wav2clip, device) if wav2clip else None,
-        InceptionPool(device) if fid_features == "inception" else None,
+        InceptionPool(device) if fid_kind is FidFeatures.INCEPTION else None,
     )
+    metrics["missing"] = len(missing)
+    metrics["generated"] = str(generated)
+    if metrics.get("ais", 0) is None:
+        warn(f"AIS not computed: {metrics['ais_reason']}")
     text = json.dumps(metrics, indent=2)
     if out:
         out.write_text(text + "\n")
