@@ -32,6 +32,16 @@ class ClapIdentity:
 TEXT_MAX_TOKENS = 77  # LAION CLAP tokenises captions to 77 tokens in training
 
 
+def is_longer(num_samples: int, max_samples: int, hop_length: int) -> bool:
+    """Whether a clip takes the fused path: longer than the model's window *in mel frames*.
+
+    Mirrors the feature extractor's own test (a clip within one hop of the window is stacked, not
+    fused), without its fallback of marking a random clip of the batch as longer when none is, which
+    made a clip's vector depend on its batch and on the run. A 5-s window is never longer.
+    """
+    return num_samples > max_samples and num_samples // hop_length > max_samples // hop_length
+
+
 def _pad_rows(t: Any, rows: int) -> Any:
     """Append zero rows to a batch tensor up to `rows` (a no-op when already that long)."""
     import torch
@@ -84,9 +94,7 @@ class ClapEncoder:
         for i in range(0, len(clips), self.batch_size):
             batch = [np.asarray(c, dtype=np.float32) for c in clips[i : i + self.batch_size]]
             real = len(batch)
-            inputs = self.processor.feature_extractor(
-                batch, sampling_rate=CLAP_SAMPLE_RATE, truncation=self.truncation, return_tensors="pt"
-            )
+            inputs = self._audio_inputs(batch)
             inputs = {
                 k: _pad_rows(v, self.batch_size).to(self.device, dtype=self.model.dtype)
                 if v.is_floating_point()
@@ -96,6 +104,28 @@ class ClapEncoder:
             with torch.inference_mode():
                 out.append(self._features(self.model.get_audio_features(**inputs))[:real])
         return np.concatenate(out) if out else np.zeros((0, self.identity.dim), np.float32)
+
+    def _audio_inputs(self, batch: list[np.ndarray]) -> dict[str, Any]:
+        """Features of each clip on its own, with `is_longer` set from the clip's true length.
+
+        Clips are featurised one by one under a fixed seed: the extractor crops clips longer than its
+        window at random (both truncation modes), so a long clip's features would otherwise change
+        with the run and with its batch. Clips up to the window involve no randomness at all.
+        """
+        import torch
+
+        fe = self.processor.feature_extractor
+        feats = []
+        for clip in batch:
+            saved = np.random.get_state()
+            np.random.seed(0)
+            try:
+                one = fe([clip], sampling_rate=CLAP_SAMPLE_RATE, truncation=self.truncation, return_tensors="pt")
+            finally:
+                np.random.set_state(saved)
+            feats.append(one["input_features"])
+        longer = [[is_longer(len(c), fe.nb_max_samples, fe.hop_length)] for c in batch]
+        return {"input_features": torch.cat(feats), "is_longer": torch.tensor(longer, dtype=torch.bool)}
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (n, dim) unit vectors.
