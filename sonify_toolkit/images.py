@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from .error_text import describe
 from .errors import InputError
 from .fileio import find_files
 from .settings import IMAGE_EXTENSIONS
@@ -38,7 +39,8 @@ class ImageSourceError(InputError):
 
 
 class ImageDecodeError(Exception):
-    """One image cannot be used; `reason` becomes the error row's reason."""
+    """One image cannot be used; `reason` becomes the error row's reason, the message its detail
+    (built with `error_text.describe`: no object reprs or addresses, so reruns write the same bytes)."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -244,7 +246,7 @@ class ImageReader:
                 else:
                     yield item, self._tar_bytes(item[2], item[4], item[5])
             except OSError as exc:
-                yield item, ImageDecodeError("unreadable_image", f"{type(exc).__name__}: {exc}")
+                yield item, ImageDecodeError("unreadable_image", describe(exc))
             i += 1
 
     def _hf_payloads(self, group: Sequence[Item]) -> Iterator[tuple[Item, Payload | ImageDecodeError]]:
@@ -257,7 +259,7 @@ class ImageReader:
                 try:
                     value = next(rows, _MISSING)
                 except Exception as exc:
-                    failed = ImageDecodeError("unreadable_image", f"{type(exc).__name__}: {exc}")
+                    failed = ImageDecodeError("unreadable_image", describe(exc))
             if failed is not None:
                 yield it, failed
             elif value is _MISSING:
@@ -283,7 +285,7 @@ def _hf_value(v: Any) -> Payload | ImageDecodeError:
         try:
             return Path(v).read_bytes()
         except OSError as exc:
-            return ImageDecodeError("unreadable_image", f"{type(exc).__name__}: {exc}")
+            return ImageDecodeError("unreadable_image", describe(exc))
     return ImageDecodeError("unreadable_image", f"no image in dataset cell ({type(v).__name__})")
 
 
@@ -316,9 +318,9 @@ def decode_image(payload: Payload, max_side: int | None = None) -> Image.Image:
                 img = ImageOps.exif_transpose(img) or img
             img = to_rgb(img)
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError("image_too_large", str(exc)) from exc
+        raise ImageDecodeError("image_too_large", describe(exc)) from exc
     except Exception as exc:  # decoders raise far more than OSError on damaged files; one image, never the shard
-        raise ImageDecodeError("unreadable_image", f"{type(exc).__name__}: {exc}") from exc
+        raise ImageDecodeError("unreadable_image", describe(exc)) from exc
     if img.width < 1 or img.height < 1:
         raise ImageDecodeError("unreadable_image", f"empty image {img.size}")
     if max_side and max(img.size) > max_side:

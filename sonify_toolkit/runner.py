@@ -71,21 +71,51 @@ class _Terminated(BaseException):
     """SIGTERM (SLURM's time limit, `scancel`, a Ray node going away), raised in the main thread."""
 
 
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception for the block, so leases are released as on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Signals:
+    """Ctrl-C and SIGTERM for the block: raised at once, and remembered.
 
-    def handler(signum: int, frame: Any) -> None:
-        raise _Terminated()
+    An exception raised by a signal handler can be swallowed where it lands (inside a C callback,
+    e.g. soundfile's reader), so the signal is also kept here and `check()` (after every item and
+    shard) raises it again: a run always stops within one item, and the swallowed one is not
+    reported as "Exception ignored" (the one line stays one line).
+    """
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def _raise(self, signum: int) -> None:
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        self._raise(signum)
+
+    def check(self) -> None:
+        if self.received is not None:
+            self._raise(self.received)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous_hook = sys.unraisablehook
+
+        def hook(unraisable: Any) -> None:
+            if not isinstance(unraisable.exc_value, (KeyboardInterrupt, _Terminated)):
+                previous_hook(unraisable)
+
+        signal.signal(signal.SIGTERM, self._handler)
+        if previous[signal.SIGINT] is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._handler)
+        sys.unraisablehook = hook
+        try:
+            yield self
+        finally:
+            sys.unraisablehook = previous_hook
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def location_free(obj: Any, roots: Mapping[str, Path]) -> Any:
@@ -160,9 +190,10 @@ def run_stage(
     done_now = 0
     items_now = 0
     by_others: list[Shard] = []
+    signals = _Signals()
     try:
         with (
-            _sigterm_raises(),
+            signals.installed(),
             Progress(
                 TextColumn(f"[bold]{stage.name}[/]"),
                 BarColumn(),
@@ -180,6 +211,7 @@ def run_stage(
 
             def on_item(n: int = 1) -> None:
                 nonlocal live
+                signals.check()
                 live += n
                 progress.advance(task, n)
                 _show_rate(progress, task, t0)
@@ -191,6 +223,7 @@ def run_stage(
                 feed = _claimed(waiting, sd, keeper, deferred, by_others)
                 for stats in executor.map(stage, feed, sd.path, on_item if executor.workers == 1 else None, generation):
                     keeper.release(_lease_path(sd, stats["shard"]))
+                    signals.check()
                     done_now += 1
                     items_now += stats["items"]
                     progress.advance(task, max(0, stats["items"] - live))
