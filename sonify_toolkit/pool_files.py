@@ -3,12 +3,19 @@
 The pool stages write these files and retrieval, the demo and reports read them; the helpers live
 here rather than in `stages/pool.py` so that a reader does not import a stage (and the audio stack)
 for a path or a manifest.
+
+The CLAP vectors are read as `PoolVectors`: one read-only memory map per embeddings shard file, never
+concatenated. At 4M x 512 float32 the pool is 8 GB; every worker on a machine maps the same files, so
+the kernel keeps one copy in its page cache, and a search that streams over the rows releases each
+block's pages from the process once it has scored them (`blocks`), so a worker's own memory stays a
+block, not the pool.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import mmap
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 
 from . import schema
+from .errors import StageMismatchError
+from .leases import held_lock
 from .shards import StageDir, atomic_write_json
 
 
@@ -27,9 +36,123 @@ def pool_dir(workdir: Path) -> Path:
 def update_manifest(workdir: Path, key: str, value: Mapping[str, Any]) -> None:
     """`pool/manifest.json` gathers what each pool stage made (segments, clap) in one place."""
     path = pool_dir(workdir) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {}
-    manifest[key] = dict(value)
-    atomic_write_json(path, manifest)
+    with held_lock(path.with_name(".manifest.json.lock"), "updating the pool manifest"):  # one read-modify-write
+        manifest = json.loads(path.read_text()) if path.exists() else {}
+        manifest[key] = dict(value)
+        atomic_write_json(path, manifest)
+
+
+class _MappedNpy:
+    """One `.npy` file as a read-only memory map whose pages can be handed back to the kernel."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+            if fortran or len(shape) != 2:
+                raise StageMismatchError(f"{path} is not a C-ordered 2-d array: rerun `sonify pool` with --overwrite")
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if nbytes else None
+        self.offset = offset
+        self.array = (
+            np.frombuffer(self._map, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+            if self._map is not None
+            else np.empty(shape, dtype)
+        )
+
+    def release(self, start: int, stop: int) -> None:
+        """Drop rows [start, stop) from this process's resident pages (the page cache keeps them for others)."""
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        row_bytes = self.array.strides[0]
+        lo = (self.offset + start * row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        hi = self.offset + stop * row_bytes
+        if hi > lo:
+            self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+class PoolVectors:
+    """The pool's CLAP vectors as one (n, dim) matrix over per-shard memory maps, read without copying.
+
+    `blocks` streams contiguous float32 row blocks (what a search reads); `take` gathers given rows
+    (what the rescoring reads); `__array__` materialises the whole matrix only for callers that
+    really need it in memory (faiss index building, small pools in tests).
+    """
+
+    def __init__(self, paths: list[Path]):
+        self._files = [_MappedNpy(p) for p in paths]
+        if not self._files:
+            raise FileNotFoundError("no embeddings shards to read")
+        dims = {f.array.shape[1] for f in self._files}
+        if len(dims) != 1:
+            raise StageMismatchError(f"pool embeddings shards disagree on the vector size ({sorted(dims)})")
+        self.dim = dims.pop()
+        self.dtype = np.result_type(*[f.array.dtype for f in self._files])
+        self.starts = np.cumsum([0] + [f.array.shape[0] for f in self._files]).tolist()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.starts[-1], self.dim)
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, float32 block of <= `rows` rows) in row order; a block never spans two shard files.
+
+        Each block's pages are released from this process after the consumer has used it, so the
+        resident memory of a full pass is one block whatever the pool size.
+        """
+        rows = max(1, int(rows))
+        for file, start in zip(self._files, self.starts, strict=False):
+            n = file.array.shape[0]
+            for s in range(0, n, rows):
+                yield start + s, np.asarray(file.array[s : s + rows], dtype=np.float32)
+                file.release(s, min(n, s + rows))
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows by pool index, any shape: (*rows.shape, dim) float32."""
+        flat = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((flat.size, self.dim), np.float32)
+        if flat.size:
+            if flat.min() < 0 or flat.max() >= len(self):
+                raise IndexError(f"pool rows must lie in [0, {len(self)})")
+            which = np.searchsorted(self.starts, flat, side="right") - 1
+            for f in np.unique(which):
+                sel = which == f
+                out[sel] = self._files[f].array[flat[sel] - self.starts[f]]
+        return out.reshape(*np.shape(rows), self.dim)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        if isinstance(rows, slice):
+            return self.take(np.arange(len(self))[rows])
+        return self.take(np.asarray(rows))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.empty(self.shape, np.float32)
+        for start, block in self.blocks(1 << 16):
+            out[start : start + len(block)] = block
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def pool_vectors(workdir: Path) -> PoolVectors:
+    """The CLAP vectors of a finished pool, memory-mapped shard by shard in shard order."""
+    sd = StageDir(pool_dir(workdir) / "clap")
+    paths = [sd.array_path("embeddings", i) for i in sd.complete_shards()]
+    paths = [p for p in paths if p.exists()]
+    if not paths:
+        raise FileNotFoundError(f"no complete shards of array 'embeddings' in {sd.path}")
+    vectors = PoolVectors(paths)
+    manifest_path = pool_dir(workdir) / "manifest.json"
+    segments = json.loads(manifest_path.read_text()).get("segments", {}) if manifest_path.exists() else {}
+    if "count" in segments and segments["count"] != len(vectors):
+        raise StageMismatchError(
+            f"pool embeddings ({len(vectors)}) and segments ({segments['count']}) disagree: "
+            "rerun `sonify pool` with --overwrite"
+        )
+    return vectors
 
 
 @dataclass
@@ -38,7 +161,7 @@ class PoolView:
 
     segments: pa.Table
     manifest: dict[str, Any]
-    embeddings: np.ndarray | None
+    embeddings: PoolVectors | None
 
 
 def load_pool(workdir: Path, with_embeddings: bool = True) -> PoolView:
@@ -54,7 +177,10 @@ def load_pool(workdir: Path, with_embeddings: bool = True) -> PoolView:
     if with_embeddings:
         if "clap" not in manifest:
             raise FileNotFoundError(f"the pool in {pd_} has no CLAP embeddings: run `sonify pool` without --no-embed")
-        emb = StageDir(pd_ / "clap").read_array("embeddings")
-        if emb.shape[0] != segs.num_rows:
-            raise RuntimeError(f"pool embeddings ({emb.shape[0]}) and segments ({segs.num_rows}) disagree")
+        emb = pool_vectors(workdir)
+        if len(emb) != segs.num_rows:
+            raise StageMismatchError(
+                f"pool embeddings ({len(emb)}) and segments ({segs.num_rows}) disagree: "
+                "rerun `sonify pool` with --overwrite"
+            )
     return PoolView(segments=segs, manifest=manifest, embeddings=emb)

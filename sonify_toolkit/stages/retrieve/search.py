@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...pool_files import load_pool
+from ...pool_files import PoolVectors, pool_vectors
 from ...settings import CLAP_BATCH_SIZE, RECALL_SAMPLE, TEXTS_PER_SHARD, TOP_K
 from ...shards import StageDir, atomic_write_bytes, fingerprint
 from ...stage import ItemCallback, Resources, Shard, ShardResult, Stage, chunk, model_resources
-from ...vector_index import IndexSpec, build_index, exact_topk, recall_at_k, search
+from ...vector_index import ExactIndex, IndexSpec, build_index, recall_at_k, search
 from .plan import CONCEPT_TEXT_MODES, RetrieveInputError, distinct_texts, pool_fingerprint, retrieve_dir, search_dir
 from .text_cache import TextVectorCache
 
@@ -90,10 +90,9 @@ class RetrieveSearchStage(Stage):
 
     def setup(self) -> None:
         workdir = Path(self.workdir)
-        pool = load_pool(workdir).embeddings
-        assert pool is not None
+        pool = pool_vectors(workdir)  # memory-mapped: workers on one machine share its pages
         self._state = {
-            "pool": np.ascontiguousarray(pool, dtype=np.float32),
+            "pool": pool,
             "index": self._load_index(pool),
             "cache": TextVectorCache(retrieve_dir(workdir) / "text_cache", self.cache_identity()),
             "encoder": None,
@@ -105,7 +104,7 @@ class RetrieveSearchStage(Stage):
 
         return {**self.clap, "dtype": str(torch_dtype(self.dtype, pick_device(self.device)))}
 
-    def _load_index(self, pool: np.ndarray) -> Any:
+    def _load_index(self, pool: PoolVectors) -> Any:
         """Exact: built in memory. Approximate: built once and cached, so every shard searches the same one."""
         if self.index.kind == "exact":
             from ...models.device import pick_device
@@ -167,7 +166,7 @@ class RetrieveSearchStage(Stage):
         counters = {"texts": len(texts), "texts_embedded": embedded, "texts_from_cache": len(texts) - embedded}
         if self.index.kind != "exact" and len(texts):
             sample = np.linspace(0, len(texts) - 1, min(RECALL_SAMPLE, len(texts))).astype(int)
-            _, exact_rows = exact_topk(pool, vectors[sample], self.top_k)
+            _, exact_rows = ExactIndex(pool).search(vectors[sample], self.top_k)
             recall = recall_at_k(rows[sample], exact_rows)
             counters["recall_hits"] = round(recall * exact_rows.size)
             counters["recall_total"] = int(exact_rows.size)
