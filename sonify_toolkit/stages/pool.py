@@ -41,7 +41,7 @@ from ..settings import (
     SEGMENT_SECONDS,
     SILENCE_LUFS,
 )
-from ..shards import StageDir
+from ..shards import StageDir, atomic_output
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk, model_resources
 
 
@@ -350,7 +350,8 @@ class PoolEmbedStage(Stage):
         emb = np.ascontiguousarray(sd.read_array("embeddings"), dtype=np.float32)
         index = faiss.IndexFlatIP(emb.shape[1])
         index.add(emb)
-        faiss.write_index(index, str(sd.path / "index.faiss"))
+        with atomic_output(sd.path / "index.faiss") as tmp:  # readers never see half an index
+            faiss.write_index(index, str(tmp))
         identity = sd.stats()[0]["encoder"]
         update_manifest(
             workdir,
