@@ -73,8 +73,8 @@ class ParquetPairs(PairSource):
         return self._table(part).take(pa.array(indices, pa.int64())).to_pylist()
 
     def identity(self) -> dict[str, Any]:
-        files = [Path(p) for p in self.parts]
-        return {"pairs": self.spec, "files": fingerprint([[f.name, f.stat().st_size] for f in files])}
+        files = [Path(p) for p in self.parts]  # by content, not path: a moved or remounted folder resumes
+        return {"pairs": fingerprint([[f.name, f.stat().st_size] for f in files])}
 
 
 class HubPairs(PairSource):
