@@ -12,6 +12,8 @@ Rows of the output grid are audio conditions, columns are seeds; every row is la
   row per source alone;
 - acoustic space: `--reverb room.wav [church.wav ...]` convolves the condition with each impulse response
   (one row each, beside the dry row), rescaled to the dry loudness so that only the space changes;
+- sources from the pool by concept (Fig. 4): `--concept "cows" --concept "police siren" --pool W` finds each
+  concept's best clip with the pool's CLAP, as retrieval does, and mixes them like `--audio` files;
 - held-out pairs: `--features FEATURES_VAL` (prepare --split validation) renders the first `--count` pairs of
   the validation split, whose SA-1B images were held out of training, beside their real image.
 """
@@ -251,6 +253,16 @@ def generate(
         typer.Option("--features", help="Prepared validation split: a grid of held-out pairs beside their images."),
     ] = None,
     count: Annotated[int, typer.Option("--count", min=1, help="Held-out pairs to render with --features.")] = 8,
+    concepts: Annotated[
+        list[str] | None, typer.Option("--concept", help="A source from --pool by CLAP text query (repeat).")
+    ] = None,
+    pool: Annotated[Path | None, typer.Option("--pool", help="Work directory whose pool --concept searches.")] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="NAME=ROOT: a collection's folder (default: the pool's).")
+    ] = None,
+    concept_rank: Annotated[
+        int, typer.Option("--concept-rank", min=0, help="Take each concept's Nth best clip (0: the best).")
+    ] = 0,
 ) -> None:
     """Images from audio, with mixing, loudness sweeps, arrangement and reverberation ablations."""
     if features is not None:
@@ -266,14 +278,27 @@ def generate(
         n = generate_for_pairs(gen, pairs, out_dir, (seeds or [0])[0], guidance, steps)
         print(f"{n} images -> {out_dir}")
         return
-    if not audio_files:
-        raise CliError("give --audio files (or --pairs for a benchmark)")
-    if weights and len(weights) != len(audio_files):
-        raise CliError(f"--weights needs one value per --audio ({len(audio_files)})")
-    waves = [normalized(au.load_standard(p, SAMPLE_RATE), lufs) for p in audio_files]
+    names = [p.stem for p in audio_files or []]
+    waves = [normalized(au.load_standard(p, SAMPLE_RATE), lufs) for p in audio_files or []]
+    if concepts:
+        if pool is None:
+            raise CliError("--concept needs --pool W (a work directory with a CLAP-embedded pool)")
+        from sonify_toolkit.cli.common import parse_collections
+
+        from .pool_sources import concept_sources
+
+        found = concept_sources(pool, concepts, parse_collections(source, "--source"), rank=concept_rank, device=device)
+        for s in found:
+            print(f"{s.concept!r} -> {s.clip_id} (CLAP similarity {s.similarity:.3f})", file=sys.stderr)
+        names += [s.label for s in found]
+        waves += [normalized(s.wave, lufs) for s in found]
+    if not waves:
+        raise CliError("give --audio files or --concept texts (or --pairs for a benchmark, --features for held-out)")
+    if weights and len(weights) != len(waves):
+        raise CliError(f"--weights needs one value per source ({len(waves)}: --audio files, then --concept texts)")
     irs = [(p.stem, au.load_standard(p, SAMPLE_RATE)) for p in reverb or []]
     rows = conditions(
-        [p.stem for p in audio_files],
+        names,
         waves,
         weights=weights,
         arrange_mode=arrange_mode,

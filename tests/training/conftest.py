@@ -250,3 +250,17 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, features, tiny_pixart: 
     result = train(cfg)
     assert result.last_checkpoint is not None
     return result.last_checkpoint
+
+
+@pytest.fixture(scope="session")
+def clap_pool(tmp_path_factory: pytest.TempPathFactory, tiny_clap: Path, sample_sounds: Path) -> Path:
+    """A work directory with a finished pool embedded by the tiny CLAP, built with `sonify pool`."""
+    from typer.testing import CliRunner
+
+    from sonify_toolkit.cli import app
+
+    work = tmp_path_factory.mktemp("clap_pool")
+    args = ["pool", f"sounds={sample_sounds}", "--clap", str(tiny_clap), "-w", str(work), "--device", "cpu", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return work

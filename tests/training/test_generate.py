@@ -107,3 +107,35 @@ def test_generate_refuses_training_clips_when_the_release_holds_some_out(checkpo
     assert "holds the train split: prepare the held-out images with --split validation" in capsys.readouterr().err
     generate(checkpoint=checkpoint, features=out, out=tmp_path / "train.png", count=2, **FAST_CPU)  # no validation
     assert "the release has no validation split" in capsys.readouterr().err
+
+
+def test_concepts_find_the_pool_clip_clap_ranks_first(clap_pool, tiny_clap) -> None:
+    from sonify_toolkit.models.clap import ClapEncoder
+    from sonify_toolkit.pool_files import load_pool
+    from training_recipe.pool_sources import concept_sources
+
+    texts = ["a dog barking", "rain on a roof"]
+    found = concept_sources(clap_pool, texts, device="cpu")
+    pool = load_pool(clap_pool)
+    sims = ClapEncoder(str(tiny_clap), device="cpu").embed_text(texts) @ pool.embeddings.T
+    best = [pool.segments.column("clip_id")[int(i)].as_py() for i in sims.argmax(axis=1)]
+    assert [s.clip_id for s in found] == best
+    assert all(len(s.wave) == 5 * 16_000 and np.abs(s.wave).max() > 0 for s in found)
+    second = concept_sources(clap_pool, texts[:1], device="cpu", rank=1)[0]
+    assert second.clip_id == pool.segments.column("clip_id")[int(np.argsort(-sims[0])[1])].as_py()
+
+
+def test_generate_mixes_sources_drawn_from_the_pool_by_concept(checkpoint, clap_pool, tmp_path, capsys) -> None:
+    out = tmp_path / "fig4.png"
+    generate(checkpoint=checkpoint, concepts=["cows", "police siren"], pool=clap_pool, out=out, solo=True, **FAST_CPU)
+    assert Image.open(out).size == (160 + 32, 20 + 3 * 32)  # cows, police siren, cows + police siren
+    err = capsys.readouterr().err
+    assert "'cows' -> " in err and "'police siren' -> " in err  # which clip each concept found
+
+
+def test_a_concept_without_a_pool_is_a_one_line_error(checkpoint, tmp_path, capsys) -> None:
+    import typer
+
+    with pytest.raises(typer.Exit) as refused:
+        generate(checkpoint=checkpoint, concepts=["cows"], out=tmp_path / "x.png", **FAST_CPU)
+    assert refused.value.exit_code == 2 and "--concept needs --pool" in capsys.readouterr().err
