@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from . import audio
+from . import audio, pair_rows
+from .error_text import scrub
 from .fileio import UnsafePathError, safe_join, sha256_bytes
 from .settings import RENDER_CACHE_MB, SAMPLE_RATE, SEGMENT_FRAMES
 
@@ -37,10 +38,12 @@ class SourceError(Exception):
     """One source of a pair cannot be rendered; `reason` is a short machine-readable code."""
 
     def __init__(self, reason: str, message: str, *, index: int = -1, collection: str = "", path: str = ""):
-        super().__init__(message)
+        super().__init__(scrub(message))  # an error row's text: no addresses or temporary names
         self.reason, self.index, self.collection, self.path = reason, index, collection, path
 
     def describe(self) -> str:
+        if self.index < 0:  # the pair row itself, not one of its sources
+            return f"{self.reason}: {self}"
         return f"source {self.index} ({self.collection}/{self.path}): {self.reason}: {self}"
 
 
@@ -131,19 +134,13 @@ def gain_for(source_row: Mapping[str, Any]) -> float:
     return float(source_row["target_lufs"]) - float(source_row["clip_lufs"])
 
 
-def _check_row(source_row: Mapping[str, Any]) -> None:
-    """Fields present and numeric: a release's columns may carry any type (the metadata may come from anyone)."""
-    for key in ("source", "path", "segment", "clip_lufs", "target_lufs"):
-        if source_row.get(key) is None:
-            raise SourceError("bad_source_row", f"field '{key}' is empty")
+def _check_row(source_row: Any) -> dict[str, Any]:
+    """The source record checked against the schema and plausible ranges (`pair_rows`): a release's
+    columns may carry any type or value (the metadata may come from anyone)."""
     try:
-        segment, numbers = int(source_row["segment"]), [float(source_row[k]) for k in ("clip_lufs", "target_lufs")]
-    except (TypeError, ValueError) as exc:
-        raise SourceError("bad_source_row", f"not a number: {exc}") from None
-    if segment < 0:
-        raise SourceError("bad_source_row", f"negative segment {segment}")
-    if not all(math.isfinite(x) for x in numbers):
-        raise SourceError("bad_source_row", f"clip_lufs / target_lufs not finite ({numbers})")
+        return pair_rows.check_source(source_row)
+    except pair_rows.BadRow as exc:
+        raise SourceError(exc.reason, str(exc)) from None
 
 
 def resolve_source(roots: Roots, source_row: Mapping[str, Any]) -> Path:
@@ -161,7 +158,7 @@ def load_window(
     roots: Roots, source_row: Mapping[str, Any], verify: bool = True, cache: FileCache | None = None
 ) -> np.ndarray:
     """The row's raw 5-s window of its standardised file (zero-padded like the pool's last segment)."""
-    _check_row(source_row)
+    source_row = _check_row(source_row)
     if cache is None:
         path = resolve_source(roots, source_row)
         entry = load_file(path)
@@ -187,8 +184,9 @@ def render_source(
     roots: Roots, source_row: Mapping[str, Any], verify: bool = True, cache: FileCache | None = None
 ) -> np.ndarray:
     """One source's loudness-normalised 5-s window at 16 kHz (raises SourceError)."""
+    source_row = _check_row(source_row)
     win = load_window(roots, source_row, verify, cache)
-    return audio.normalize_loudness(win, float(source_row["clip_lufs"]), float(source_row["target_lufs"]))
+    return audio.normalize_loudness(win, source_row["clip_lufs"], source_row["target_lufs"])
 
 
 # --- one pair -----------------------------------------------------------------------------------------
@@ -203,8 +201,12 @@ def render_pair(
 
     Every source is tried, so the PairRenderError lists all that fail, not just the first.
     """
-    pair_id = str(pair_row.get("pair_id"))
-    sources = list(pair_row.get("sources") or [])
+    pair_id = str(pair_row.get("pair_id")) if isinstance(pair_row, Mapping) else "?"
+    try:
+        pair_rows.check_pair(pair_row)
+    except pair_rows.BadRow as exc:
+        raise PairRenderError(pair_id, [SourceError(exc.reason, str(exc))]) from None
+    sources = pair_row["sources"]
     if not sources:
         raise PairRenderError(pair_id, [SourceError("no_sources", "the pair lists no sources")])
     windows, errors = [], []
@@ -212,7 +214,7 @@ def render_pair(
         try:
             windows.append(render_source(roots, src, verify, cache))
         except SourceError as exc:
-            exc.index, exc.collection, exc.path = i, str(src.get("source")), str(src.get("path"))
+            exc.index, exc.collection, exc.path = i, *file_key(src)
             errors.append(exc)
     if errors:
         raise PairRenderError(pair_id, errors)
@@ -228,9 +230,18 @@ def render_pair(
 
 
 # --- many pairs ---------------------------------------------------------------------------------------
-def file_key(source_row: Mapping[str, Any]) -> tuple[str, str]:
-    """The (collection, path) a source reads: what pairs share when they reuse a clip's file."""
-    return str(source_row.get("source")), str(source_row.get("path"))
+def file_key(source_row: Any) -> tuple[str, str]:
+    """The (collection, path) a source reads: what pairs share when they reuse a clip's file
+    ("" for a source entry that is not a record: a tampered row is ordered, then refused)."""
+    if not isinstance(source_row, Mapping):
+        return "", ""
+    return str(source_row.get("source") or ""), str(source_row.get("path") or "")
+
+
+def _source_list(pair_row: Any) -> list[Any]:
+    """A row's sources when it has a list of them, else none (ordering never fails on a bad row)."""
+    sources = pair_row.get("sources") if isinstance(pair_row, Mapping) else None
+    return sources if isinstance(sources, list) else []
 
 
 def reuse_order(pairs: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -239,6 +250,6 @@ def reuse_order(pairs: Sequence[Mapping[str, Any]]) -> list[int]:
     Each pair is keyed by its files from most to least used in the batch, so every pair that uses
     the hottest file runs in one stretch, then those sharing the next, ... (ties by name, stable).
     """
-    files = [{file_key(s) for s in p.get("sources") or []} for p in pairs]
+    files = [{file_key(s) for s in _source_list(p)} for p in pairs]
     uses = Counter(f for fs in files for f in fs)
     return sorted(range(len(pairs)), key=lambda i: (sorted((-uses[f], f) for f in files[i]), i))

@@ -2,7 +2,8 @@
 
 The stage around `soundtrack` (which turns one pair row into its mix): plan over pair ids in shards
 of `pairs_per_shard`, one `FileCache` per worker, a shard's pairs in `reuse_order`, then encode and
-write. Bad pairs become error rows plus one `missing/` row per unusable source.
+write. Bad pairs become error rows plus one `missing/` row per unusable source; a row that does not
+conform to the pairs schema (`pair_rows`) is an error row too, named by its place when its id is unusable.
 
 Output folder (`--out DIR`): `audio/XX/<pair>-<hash>.flac` (or `.wav`), `index/NNNNN.parquet`
 (schema.RENDERED), `errors/`, `missing/` (one row per unusable source, for the per-collection
@@ -22,7 +23,9 @@ from typing import Any
 import pyarrow as pa
 
 from .. import audio, schema
+from ..error_text import MAX_DETAIL, scrub
 from ..errors import InputError
+from ..pair_rows import row_label
 from ..pair_source import PairSource, open_pairs
 from ..settings import (
     PAIRS_PER_RENDER_SHARD,
@@ -88,7 +91,8 @@ class RenderStage(Stage):
             items: list[tuple[int, int, str, bool]] = []
             seen: set[str] = set()
             for part in range(len(self.source.parts)):
-                for row, pid in enumerate(self.source.pair_ids(part)):
+                for row, raw_id in enumerate(self.source.pair_ids(part)):
+                    pid = row_label(raw_id, part, row)  # a null or non-string id still names its error row
                     items.append((part, row, pid, pid in seen))
                     seen.add(pid)
             self._plan = chunk(items, self.pairs_per_shard)
@@ -139,14 +143,15 @@ class RenderStage(Stage):
             try:
                 with timer("render"):
                     mixed, info = render_pair(pair, self.sources, self.verify, self._cache)
-            except PairRenderError as exc:
+            except PairRenderError as exc:  # the row's content, never the run: an error row, the rest renders
                 for e in exc.errors:
                     errors.add(pid, e.reason, e.describe())
-                    missing.append(
-                        {"pair_id": pid, "source_index": e.index, "collection": e.collection, "path": e.path}
-                        | {"reason": e.reason}
-                    )
-                index[i] = {"pair_id": pid, "status": exc.reason, "error": str(exc)[:2000]}
+                    if e.index >= 0:  # a source that could not be used (not a malformed pair row)
+                        missing.append(
+                            {"pair_id": pid, "source_index": e.index, "collection": e.collection, "path": e.path}
+                            | {"reason": e.reason}
+                        )
+                index[i] = {"pair_id": pid, "status": exc.reason, "error": scrub(str(exc))[:MAX_DETAIL]}
             else:
                 with timer("encode"):
                     blob = audio.encode(mixed, SAMPLE_RATE, "flac" if self.format == "hf" else self.format)
