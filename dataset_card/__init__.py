@@ -7,10 +7,9 @@ from importlib import resources
 from typing import Any
 
 import jinja2
-import pyarrow.compute as pc
 from huggingface_hub import DatasetCardData
 
-from sonify_toolkit.stats import RunData, flat_params, size_category
+from sonify_toolkit.stats import RunData, flat_params, image_sources, size_category
 
 from .licenses import licence_rows
 
@@ -33,19 +32,32 @@ def card_data(
     features_yaml: dict[str, Any],
     smoke_run: bool,
     rendered: dict[str, Any] | None = None,
+    splits: dict[str, dict[str, int]] | None = None,
 ) -> DatasetCardData:
-    """The YAML front matter: licence, task, size, configs with data files and the declared features."""
-    configs = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
-    infos = [{"config_name": "default", **features_yaml, "splits": [_split(num_rows, num_bytes)]}]
+    """The YAML front matter: licence, task, size, configs with data files and the declared features.
+
+    `splits` ({name: {"rows", "num_bytes"}}, a `--holdout` release): every config lists each split's files.
+    """
+    split_names = list(splits) if splits else ["train"]
+    configs = [{"config_name": "default", "data_files": _data_files("data", split_names)}]
+    pair_splits = (
+        [_split(n["rows"], n["num_bytes"], name) for name, n in splits.items()]
+        if splits
+        else [_split(num_rows, num_bytes)]
+    )
+    infos = [{"config_name": "default", **features_yaml, "splits": pair_splits}]
     if rendered:
-        configs.append(
-            {"config_name": "rendered_audio", "data_files": [{"split": "train", "path": "rendered/train-*"}]}
-        )
+        configs.append({"config_name": "rendered_audio", "data_files": _data_files("rendered", split_names)})
+        rendered_splits = rendered.get("splits")
         infos.append(
             {
                 "config_name": "rendered_audio",
                 **rendered["features_yaml"],
-                "splits": [_split(rendered["rows"], rendered["num_bytes"])],
+                "splits": (
+                    [_split(n["rows"], n["num_bytes"], name) for name, n in rendered_splits.items()]
+                    if rendered_splits
+                    else [_split(rendered["rows"], rendered["num_bytes"])]
+                ),
             }
         )
     return DatasetCardData(
@@ -61,8 +73,12 @@ def card_data(
     )
 
 
-def _split(rows: int, num_bytes: int) -> dict[str, Any]:
-    return {"name": "train", "num_bytes": num_bytes, "num_examples": rows}
+def _data_files(folder: str, splits: list[str]) -> list[dict[str, str]]:
+    return [{"split": name, "path": f"{folder}/{name}-*"} for name in splits]
+
+
+def _split(rows: int, num_bytes: int, name: str = "train") -> dict[str, Any]:
+    return {"name": name, "num_bytes": num_bytes, "num_examples": rows}
 
 
 def collections(run: RunData, stats: dict[str, Any]) -> list[str]:
@@ -75,8 +91,7 @@ def collections(run: RunData, stats: dict[str, Any]) -> list[str]:
 
 def image_collections(run: RunData) -> list[str]:
     """Named image sources of the pairs (a short name, not a path), for the licence table."""
-    names = pc.unique(pc.drop_null(run.pairs.column("image_source"))).to_pylist()
-    return sorted(s for s in names if s and "/" not in s and len(s) < 40)
+    return [s for s in image_sources(run) if s and "/" not in s and len(s) < 40]
 
 
 def render_card(
@@ -89,8 +104,10 @@ def render_card(
     features_yaml: dict[str, Any],
     num_bytes: int,
     rendered: dict[str, Any] | None = None,
+    splits: dict[str, dict[str, int]] | None = None,
+    holdout: float | None = None,
 ) -> str:
-    """README.md text of a release."""
+    """README.md text of a release (`splits`/`holdout`: a release with a held-out validation split)."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["md"] = _md
     template = env.from_string(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
@@ -102,6 +119,7 @@ def render_card(
         features_yaml=features_yaml,
         smoke_run=stats["smoke_run"],
         rendered=rendered,
+        splits=splits,
     )
     return template.render(
         card_data=data.to_yaml(),
@@ -114,6 +132,7 @@ def render_card(
         all_parameters=flat_params({**run.stages, **_pool_params(run.pool_manifest)}),
         collections=sound,
         rendered=rendered,
+        holdout=holdout,
         licences=licence_rows(sound + image_collections(run)),
     )
 

@@ -87,7 +87,7 @@ def write_plots(run: RunData, out_dir: Path, stats: dict[str, Any] | None = None
         histogram(values, title, xlabel, out_dir / name, smoke=smoke)
         files[key] = name
 
-    uses = reuse_counts(run.pairs)
+    uses = reuse_counts(run)
     name = "clip_reuse.png"
     fig, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
     if uses.size:

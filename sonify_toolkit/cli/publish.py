@@ -28,12 +28,21 @@ def publish(
         Path | None, typer.Option("--rendered", help="A `sonify render` output folder: adds a rendered_audio config.")
     ] = None,
     pretty_name: Annotated[str | None, typer.Option("--name", help="The card's pretty_name.")] = None,
+    holdout: Annotated[
+        float | None,
+        typer.Option(
+            "--holdout",
+            metavar="FRACTION",
+            help="Hold out this fraction of the images as a `validation` split (by a hash of the image id: "
+            "the same images for every VLM and every rerun).",
+        ),
+    ] = None,
 ) -> None:
     """Write the release (parquet shards, dataset card, plots) and optionally upload it to the Hub."""
     from ..stages.publish import build_release, push_to_hub  # datasets + matplotlib: only when publishing
 
     console = Console()
-    summary = build_release(workdir, out, repo_id=push_to, rendered=rendered, pretty_name=pretty_name)
+    summary = build_release(workdir, out, repo_id=push_to, rendered=rendered, pretty_name=pretty_name, holdout=holdout)
     if summary.smoke_run:
         console.print("[bold red]SMOKE RUN: tiny random models made these pairs; they mean nothing.[/]")
     console.print(

@@ -2,7 +2,8 @@
 
 Everything the page shows is copied under the output folder and referenced by relative paths, so
 the folder can be zipped, moved or opened from file:// without a server or a CDN. The gallery is a
-deterministic, evenly spaced sample of the pairs (every pair when there are few).
+deterministic, evenly spaced sample of the pairs (every pair when there are few), read from the
+row groups that hold them: the pairs are never all loaded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..fileio import UnsafePathError, safe_join
 from ..plots import TITLES, write_plots
 from ..shards import STAGE_FILE
 from ..soundtrack import render_source
-from ..stats import RELEASE_MANIFEST, RunData, compute_stats, flat_params, load_run
+from ..stats import RELEASE_MANIFEST, RunData, compute_stats, flat_params, iter_concepts, load_run
 from .thumbs import find_image, write_thumbnail
 
 MAX_GALLERY = 240
@@ -60,8 +61,8 @@ def _image_refs(run: RunData, image_ids: list[str], image_roots: Sequence[Path])
     """Where the gallery's images are: the concepts tables' paths, else a file under `--images`."""
     refs: dict[str, str] = {}
     wanted = pa.array(sorted(set(image_ids)), pa.string())
-    if run.concepts is not None:
-        found = run.concepts.filter(pc.is_in(run.concepts.column("image_id"), value_set=wanted))
+    for batch in iter_concepts(run, ["image_id", "image_path"]):  # streamed: never the whole concepts table
+        found = batch.filter(pc.is_in(batch.column("image_id"), value_set=wanted))
         for image_id, path in zip(
             found.column("image_id").to_pylist(), found.column("image_path").to_pylist(), strict=True
         ):

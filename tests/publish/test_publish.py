@@ -156,7 +156,7 @@ def test_a_publish_killed_half_way_is_replaced_by_the_next(
 
     out = tmp_path / "rel"
     with monkeypatch.context() as m:
-        m.setattr(publish, "write_parquet_shards", killed)  # dies after the plots, before the data
+        m.setattr(publish, "stream_release_shards", killed)  # dies after the plots, before the data
         with pytest.raises(KeyboardInterrupt):
             build_release(workdir, out)
     assert (out / "plots").is_dir() and not (out / "README.md").exists()
