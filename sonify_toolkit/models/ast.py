@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..settings import SAMPLE_RATE
 from .device import load_device, torch_dtype
+from .loading import load_pretrained
 
 DEFAULT_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 AST_BATCH_SIZE = 16
@@ -63,9 +64,18 @@ class AstEncoder:
         from transformers import ASTFeatureExtractor, ASTModel
 
         self.device = load_device(device)
-        self.model = ASTModel.from_pretrained(model, revision=revision, dtype=torch_dtype(dtype, self.device))
+        self.model = load_pretrained(
+            ASTModel.from_pretrained,
+            model,
+            what="AST model",
+            option="--ast",
+            revision=revision,
+            dtype=torch_dtype(dtype, self.device),
+        )
         self.model.to(self.device).eval()
-        self.extractor = ASTFeatureExtractor.from_pretrained(model, revision=revision)
+        self.extractor = load_pretrained(
+            ASTFeatureExtractor.from_pretrained, model, what="AST feature extractor", option="--ast", revision=revision
+        )
         if self.extractor.sampling_rate != SAMPLE_RATE:
             raise ModelLoadError(f"AST feature extractor expects {self.extractor.sampling_rate} Hz, not {SAMPLE_RATE}")
         self.grid = AstGrid.from_config(self.model.config)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..settings import CLAP_BATCH_SIZE, CLAP_SAMPLE_RATE
 from .device import load_device, torch_dtype
+from .loading import load_pretrained
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,18 @@ class ClapEncoder:
         from transformers import ClapModel, ClapProcessor
 
         self.device = load_device(device)
-        self.model = ClapModel.from_pretrained(model, revision=revision, dtype=torch_dtype(dtype, self.device))
+        self.model = load_pretrained(
+            ClapModel.from_pretrained,
+            model,
+            what="CLAP model",
+            option="--clap",
+            revision=revision,
+            dtype=torch_dtype(dtype, self.device),
+        )
         self.model.to(self.device).eval()
-        self.processor = ClapProcessor.from_pretrained(model, revision=revision)
+        self.processor = load_pretrained(
+            ClapProcessor.from_pretrained, model, what="CLAP processor", option="--clap", revision=revision
+        )
         # unfused checkpoints take one mel channel ("rand_trunc"); fused ones four ("fusion")
         self.truncation = "fusion" if self.model.config.audio_config.enable_fusion else "rand_trunc"
         self.batch_size = batch_size

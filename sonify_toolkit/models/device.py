@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..errors import DeviceError, InputError
@@ -16,16 +17,47 @@ def pick_device(device: str | None) -> str:
     return device
 
 
+DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N", "mps")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def available_devices() -> list[str]:
+    """The devices this process can load a model on: cpu, then cuda:0..N-1, then mps."""
+    import torch
+
+    found = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def check_device_name(device: str) -> str:
+    """The `--device` value normalised, or a one-line `DeviceError` naming the accepted forms and what exists.
+
+    Only the form is checked here (no torch import): a driver without a GPU may plan work for GPU workers.
+    """
+    name = (device or "auto").strip().lower()
+    if not _DEVICE_PATTERN.match(name):
+        raise DeviceError(
+            f"--device {device!r} is not a device (choose: {', '.join(DEVICE_FORMS)}; "
+            f"here: {', '.join(available_devices())})"
+        )
+    return name
+
+
 def load_device(device: str | None) -> str:
-    """The device a model is loaded on here: `pick_device`, refusing CUDA where none is visible.
+    """The device a model is loaded on here: `pick_device`, refusing a device this machine does not have.
 
     Fingerprints use `pick_device` alone, since a driver without a GPU may plan work for GPU workers.
     """
-    import torch
-
-    resolved = pick_device(device)
-    if resolved.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"--device {device}: no CUDA device is visible here (use --device cpu or auto)")
+    resolved = pick_device(check_device_name(device or "auto"))
+    if resolved == "cpu":
+        return resolved
+    here = available_devices()
+    present = resolved in here or (resolved == "cuda" and any(d.startswith("cuda:") for d in here))
+    if not present:
+        raise DeviceError(f"--device {device}: this machine has no {resolved} (devices here: {', '.join(here)})")
     return resolved
 
 
