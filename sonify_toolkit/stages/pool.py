@@ -1,5 +1,5 @@
 """`sonify pool`: folders of recordings -> 5-s, 16 kHz mono segments with loudness, checksums,
-labels, CLAP audio embeddings and a faiss index (paper 3.3 and A.7).
+labels and CLAP audio embeddings (paper 3.3 and A.7).
 
 Two stages share one plan (files in sorted order, `files_per_shard` per shard):
 
@@ -30,7 +30,7 @@ from .. import audio, schema
 from ..errors import InputError
 from ..fileio import find_files, sha256_bytes, sha256_file
 from ..labels import LabelFileError, LabelMap, read_labels
-from ..pool_files import pool_dir, update_manifest
+from ..pool_files import pool_dir, pool_vectors, update_manifest
 from ..settings import (
     AUDIO_EXTENSIONS,
     CLAP_BATCH_SIZE,
@@ -128,6 +128,7 @@ class PoolSegmentsStage(Stage):
 
     name = "pool"
     resources = Resources(num_cpus=1)
+    transient = ("_labels", "_plan")  # loaded per worker in setup; the plan is the driver's
 
     def __post_init__(self) -> None:
         for name in self.sources:
@@ -135,12 +136,6 @@ class PoolSegmentsStage(Stage):
                 raise PoolInputError(f"collection name {name!r} must be non-empty without '/', '#' or '|'")
         self._labels: dict[str, LabelMap] = {}
         self._plan: list[Shard] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_labels", "_plan")} | {
-            "_labels": {},
-            "_plan": None,
-        }
 
     def output_dir(self, workdir: Path) -> Path:
         return pool_dir(workdir)
@@ -174,7 +169,7 @@ class PoolSegmentsStage(Stage):
         }
 
     def setup(self) -> None:
-        if not self._labels and self.label_files:
+        if not self._labels:
             self._load_labels()
 
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
@@ -249,8 +244,10 @@ class PoolEmbedStage(Stage):
     batch_size: int = CLAP_BATCH_SIZE
     files_per_shard: int = POOL_FILES_PER_SHARD
     workdir: str = "."
+    faiss_index: bool = False  # also write clap/index.faiss (IndexFlatIP) for tools outside sonify
 
     name = "pool-embed"
+    transient = ("_encoder", "_plan")  # the CLAP model, loaded per worker in setup
 
     @property  # type: ignore[override]
     def resources(self) -> Resources:
@@ -259,12 +256,6 @@ class PoolEmbedStage(Stage):
     def __post_init__(self) -> None:
         self._encoder: Any = None
         self._plan: list[Shard] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_encoder", "_plan")} | {
-            "_encoder": None,
-            "_plan": None,
-        }
 
     def output_dir(self, workdir: Path) -> Path:
         return pool_dir(workdir) / "clap"
@@ -344,24 +335,26 @@ class PoolEmbedStage(Stage):
         )
 
     def finalize(self, workdir: Path) -> dict[str, Any]:
-        import faiss
+        """Record the vectors in the manifest, streaming over the shard files: nothing is concatenated.
 
-        sd = StageDir(self.output_dir(workdir))
-        emb = np.ascontiguousarray(sd.read_array("embeddings"), dtype=np.float32)
-        index = faiss.IndexFlatIP(emb.shape[1])
-        index.add(emb)
-        with atomic_output(sd.path / "index.faiss") as tmp:  # readers never see half an index
-            faiss.write_index(index, str(tmp))
-        identity = sd.stats()[0]["encoder"]
+        Retrieval reads the shard files memory-mapped, so no index is needed for exact search; a
+        faiss `IndexFlatIP` (`clap/index.faiss`) is written only when asked for (`faiss_index`), fed
+        block by block, so the process holds the vectors once (faiss's copy) at most.
+        """
+        vectors = pool_vectors(workdir)
+        index_facts: dict[str, Any] = {"index": None, "index_type": None}
+        if self.faiss_index:
+            import faiss
+
+            from ..vector_index import IndexSpec, build_index
+
+            with atomic_output(self.output_dir(workdir) / "index.faiss") as tmp:  # readers never see half an index
+                faiss.write_index(build_index(vectors, IndexSpec("flat")), str(tmp))
+            index_facts = {"index": "clap/index.faiss", "index_type": "IndexFlatIP"}
+        identity = StageDir(self.output_dir(workdir)).stats()[0]["encoder"]
         update_manifest(
             workdir,
             "clap",
-            {
-                **identity,
-                "count": int(emb.shape[0]),
-                "index": "clap/index.faiss",
-                "index_type": "IndexFlatIP",
-                "params": self.params(),
-            },
+            {**identity, "count": len(vectors), **index_facts, "params": self.params()},
         )
-        return {"embeddings": f"{emb.shape[0]:,} x {emb.shape[1]} ({identity['model']})"}
+        return {"embeddings": f"{len(vectors):,} x {vectors.dim} ({identity['model']})"}

@@ -1,5 +1,5 @@
-"""`sonify pool` end to end: CLAP embeddings with a tiny random ClapModel loaded by path, the faiss
-index and manifest, `--no-embed` then embed later, bad roots, and the installed entry point."""
+"""`sonify pool` end to end: CLAP embeddings with a tiny random ClapModel loaded by path, the
+manifest (and the faiss index on request), `--no-embed` then embed later, bad roots, and the installed entry point."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sonify_toolkit.models.clap import ClapEncoder
 from sonify_toolkit.pool_files import load_pool, pool_dir
 from sonify_toolkit.settings import CLAP_SAMPLE_RATE, SEGMENT_SECONDS
 from sonify_toolkit.shards import StageDir
+from sonify_toolkit.stages.pool import PoolEmbedStage
 from tests.pool.cli_helpers import embeddings, errors, manifest, pool_args, segments, sonify
 from tests.pool.corpus import BAD
 
@@ -52,18 +53,27 @@ def test_embedding_rows_are_the_clap_vectors_of_their_own_windows(embedded: Path
     np.testing.assert_allclose(encoder.embed_audio(clips), emb[picks], atol=1e-5)
 
 
-def test_faiss_index_and_manifest(embedded: Path, tiny_clap: Path) -> None:
+def test_manifest_and_memory_mapped_vectors_without_a_faiss_index(embedded: Path, tiny_clap: Path) -> None:
     n = segments(embedded).num_rows
-    index = faiss.read_index(str(pool_dir(embedded) / "clap" / "index.faiss"))
-    assert index.ntotal == n == 14 and index.d == 16
-    scores, ids = index.search(embeddings(embedded)[:3], 1)
-    assert ids[:, 0].tolist() == [0, 1, 2] and np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert not (pool_dir(embedded) / "clap" / "index.faiss").exists()  # exact search reads the shard files
     m = manifest(embedded)
-    assert m["clap"]["model"] == str(tiny_clap) and m["clap"]["dim"] == 16 and m["clap"]["count"] == n
-    assert m["clap"]["index_type"] == "IndexFlatIP" and "revision" in m["clap"]
+    assert m["clap"]["model"] == str(tiny_clap) and m["clap"]["dim"] == 16 and m["clap"]["count"] == n == 14
+    assert m["clap"]["index_type"] is None and "revision" in m["clap"]
     assert m["segments"]["count"] == n
     view = load_pool(embedded)
     assert view.segments.column("row").to_pylist() == list(range(n)) and view.embeddings.shape == (n, 16)
+    assert np.array_equal(np.asarray(view.embeddings), embeddings(embedded))
+
+
+def test_faiss_index_on_request(embedded: Path, tiny_clap: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    shutil.copytree(embedded, work)
+    PoolEmbedStage({"syn": "."}, model=str(tiny_clap), device="cpu", faiss_index=True).finalize(work)
+    index = faiss.read_index(str(pool_dir(work) / "clap" / "index.faiss"))
+    assert index.ntotal == 14 and index.d == 16
+    scores, ids = index.search(embeddings(work)[:3], 1)
+    assert ids[:, 0].tolist() == [0, 1, 2] and np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert manifest(work)["clap"]["index_type"] == "IndexFlatIP"
 
 
 def test_error_rows_and_summary(embedded: Path) -> None:
