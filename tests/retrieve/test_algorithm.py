@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
+from sonify_toolkit.errors import InputError
 from sonify_toolkit.stages.retrieve import algorithm
 
 
@@ -93,8 +94,13 @@ def test_same_concept_in_many_images_draws_independently() -> None:
 
 
 def test_lufs_range_must_be_ordered() -> None:
-    with pytest.raises(ValueError, match="lufs"):
+    with pytest.raises(InputError, match="lufs"):
         algorithm.item_draws(0, ["a|b"], [0], -20, -30)
+
+
+def test_reuse_cap_below_one_is_refused() -> None:
+    with pytest.raises(InputError, match="--max-reuse"):
+        algorithm.cap_reuse(np.arange(1, dtype=np.uint64), [[5]], 0)
 
 
 def test_reuse_cap_moves_on_and_ignores_input_order() -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import InputError
+
 # r values within this distance of tau count as reaching it: the mean of k equal scores can land
 # one ulp above them, which must not empty the candidate set of "many equally good matches".
 TIE_TOLERANCE = 1e-12
@@ -105,7 +107,7 @@ def item_draws(
 ) -> ItemDraws:
     """First draw of each concept's generator picks the candidate, the second its target loudness."""
     if lufs_min > lufs_max:
-        raise ValueError(f"--lufs-min ({lufs_min}) must not exceed --lufs-max ({lufs_max})")
+        raise InputError(f"--lufs-min ({lufs_min}) must not exceed --lufs-max ({lufs_max})")
     n = len(pair_ids)
     u = np.empty(n, np.float64)
     lufs = np.empty(n, np.float64)
@@ -146,7 +148,7 @@ def cap_reuse(
     cost is one sequential sweep.
     """
     if max_reuse < 1:
-        raise ValueError("--max-reuse must be at least 1")
+        raise InputError("--max-reuse must be at least 1")
     used: dict[int, int] = {}  # at most one entry per pool row
     chosen = np.empty(len(preferences), np.int64)
     overflow = np.zeros(len(preferences), bool)
