@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .choices import KeywordMatch
 from .settings import EXTRACT_PROMPT, MAX_CONCEPTS, NON_SONIC_KEYWORDS
 
 NO_CONCEPTS = "no_sounding_concepts"
@@ -193,20 +194,28 @@ def parse_response(text: str | None, max_concepts: int = MAX_CONCEPTS) -> Parsed
     raise UnparsableResponse(f"no JSON, list or 'name: description' lines in the answer ({len(text)} chars)")
 
 
-@functools.lru_cache(maxsize=16)
-def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
-    """Whole words and their plurals ('sign', 'signs'), never inside others ('signal', 'design').
+@functools.lru_cache(maxsize=32)
+def keyword_pattern(keywords: tuple[str, ...], match: str = KeywordMatch.word) -> re.Pattern[str] | None:
+    """The filter's regular expression, by `match` (a `choices.KeywordMatch`):
+
+    - `word`: whole words and their plurals ('sign', 'signs'), never inside others ('signal', 'design');
+    - `substring`: anywhere, as the paper's "caption contains" (A.2): 'sign' also drops 'design', 'signal'.
 
     Cached: the filter runs once per image with the same few keyword lists."""
     words = sorted({k.strip().lower() for k in keywords if k.strip()}, key=len, reverse=True)
     if not words:
         return None
-    return re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")(?:s|es)?\b", re.IGNORECASE)
+    alternatives = "|".join(re.escape(w) for w in words)
+    if KeywordMatch(match) is KeywordMatch.substring:
+        return re.compile(f"({alternatives})", re.IGNORECASE)
+    return re.compile(r"\b(" + alternatives + r")(?:s|es)?\b", re.IGNORECASE)
 
 
-def non_sonic_keyword(caption: str | None, keywords: Sequence[str] = NON_SONIC_KEYWORDS) -> str | None:
+def non_sonic_keyword(
+    caption: str | None, keywords: Sequence[str] = NON_SONIC_KEYWORDS, match: str = KeywordMatch.word
+) -> str | None:
     """The first filter keyword found in the caption (paper A.2), or None."""
-    pat = keyword_pattern(tuple(keywords))
+    pat = keyword_pattern(tuple(keywords), KeywordMatch(match).value)
     if pat is None or not caption:
         return None
     m = pat.search(caption)
@@ -214,10 +223,16 @@ def non_sonic_keyword(caption: str | None, keywords: Sequence[str] = NON_SONIC_K
 
 
 def decide(
-    caption: str | None, concepts: Sequence[dict[str, str]], keywords: Sequence[str] = NON_SONIC_KEYWORDS
+    caption: str | None,
+    concepts: Sequence[dict[str, str]],
+    keywords: Sequence[str] = NON_SONIC_KEYWORDS,
+    match: str = KeywordMatch.word,
 ) -> tuple[bool, str | None]:
-    """(keep, drop_reason): the non-sonic caption filter first (it is the paper's rule), then emptiness."""
-    word = non_sonic_keyword(caption, keywords)
+    """(keep, drop_reason): the non-sonic caption filter first (it is the paper's rule), then emptiness.
+
+    `caption` is the one that decides the filter: this answer's own, or another VLM's for the same
+    image (the paper filters every image on LLaVA's caption)."""
+    word = non_sonic_keyword(caption, keywords, match)
     if word is not None:
         return False, f"{NON_SONIC}:{word}"
     if not concepts:

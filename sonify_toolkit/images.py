@@ -14,6 +14,7 @@ Item tuples (the first two fields are always kind and image id):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import tarfile
 import warnings
@@ -157,6 +158,27 @@ def plan_hf(name: str, split: str, image_column: str, id_column: str | None) -> 
             out.append(("hf", str(row[id_column]) if id_column else str(index), name, split, j, pos, index))
             index += 1
     return out
+
+
+def sample_key(image_id: str, seed: int) -> bytes:
+    """An image's place in the seeded random order of `sample_items`: sha256 of the seed and the id."""
+    return hashlib.sha256(f"{seed}\x00{image_id}".encode()).digest()
+
+
+def sample_items(items: Sequence[Item], n: int, seed: int) -> list[Item]:
+    """A uniform random subset of `n` images (the paper's "1M randomly selected images from SAM").
+
+    The `n` images whose seeded hash of the id is smallest: a function of the ids and the seed only,
+    so every machine, shard count and worker count picks the same images, the order of the inputs
+    does not matter, and a larger `n` with the same seed keeps every image of a smaller one. The
+    chosen items keep their plan order. Asking for more images than there are is refused: the run
+    would not be the sample its parameters say."""
+    if n < 1:
+        raise ImageSourceError(f"--sample must be at least 1 (got {n})")
+    if n > len(items):
+        raise ImageSourceError(f"--sample {n:,} but the inputs hold {len(items):,} images; drop --sample to use all")
+    chosen = set(sorted(range(len(items)), key=lambda i: sample_key(str(items[i][1]), seed))[:n])
+    return [it for i, it in enumerate(items) if i in chosen]
 
 
 def check_unique(items: Sequence[Item]) -> None:

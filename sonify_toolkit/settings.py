@@ -6,6 +6,8 @@ the others are our documented choices where the paper is silent (see docs/archit
 
 from __future__ import annotations
 
+from .choices import KeywordMatch
+
 # --- audio standardisation (paper, A.7) -------------------------------------------------------
 SAMPLE_RATE = 16_000  # paper: every clip resampled to 16 kHz
 SEGMENT_SECONDS = 5.0  # paper: non-overlapping 5-s segments, the last zero-padded
@@ -26,6 +28,13 @@ POOL_FILES_PER_SHARD = 256  # ours: ~1-2 min of work per shard keeps a killed ru
 DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
 MAX_CONCEPTS = 5
 NON_SONIC_KEYWORDS = ("logo", "icon", "emblem", "symbol", "trademark", "sign")  # paper, A.2
+# ours: whole words (and plurals). The paper's "caption contains" is `--keyword-match substring`, which
+# also drops captions with "design", "signal", "iconic", "symbolic", "assignment" (see docs/vlms.md).
+NON_SONIC_MATCH = KeywordMatch.word
+# ours: each VLM's own caption decides its own row. The paper filters every image on LLaVA's caption:
+# `--filter-caption-from llava-hf/llava-1.5-7b-hf` (see docs/vlms.md).
+FILTER_CAPTION_OWN = "own"
+SAMPLE_SEED = 0  # `--sample N`: which N images, by a seeded hash of each image id (images.sample_items)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 IMAGES_PER_SHARD = 1000
 

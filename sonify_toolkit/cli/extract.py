@@ -7,23 +7,27 @@ from typing import Annotated
 
 import typer
 
+from ..choices import KeywordMatch
 from ..errors import InputError
 from ..settings import (
     DEFAULT_VLM,
     DEFAULT_WORKDIR,
     EXTRACT_PROMPT,
+    FILTER_CAPTION_OWN,
     IMAGES_PER_SHARD,
     MAX_CONCEPTS,
     NON_SONIC_KEYWORDS,
+    NON_SONIC_MATCH,
     OPENAI_API_KEY_ENV,
     OPENAI_CONCURRENCY,
     OPENAI_MAX_RETRIES,
     OPENAI_TIMEOUT,
+    SAMPLE_SEED,
     VLM_BATCH_SIZE,
     VLM_MAX_IMAGE_SIDE,
     VLM_MAX_NEW_TOKENS,
 )
-from ..stages.extract import ExtractStage
+from ..stages.extract import ExtractStage, filter_caption_dir
 from .common import RunOptions, Workdir, stage_command
 
 
@@ -59,6 +63,15 @@ def extract(
     trust_remote_code: Annotated[
         bool, typer.Option("--trust-remote-code", help="Run the checkpoint's own code (CogVLM ...).")
     ] = False,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option("--tokenizer", help="A tokenizer apart from the checkpoint (THUDM/cogvlm-chat-hf: Vicuna's)."),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option("--sample", min=1, help="A uniform random subset of N input images (same for any sharding)."),
+    ] = None,
+    sample_seed: Annotated[int, typer.Option("--sample-seed", help="Which subset --sample draws.")] = SAMPLE_SEED,
     prompt_file: Annotated[
         Path | None, typer.Option("--prompt-file", help="Prompt text; '{max_concepts}' is filled in.")
     ] = None,
@@ -67,6 +80,17 @@ def extract(
         str,
         typer.Option("--non-sonic", help="Comma-separated caption keywords that drop an image ('' disables)."),
     ] = ",".join(NON_SONIC_KEYWORDS),
+    keyword_match: Annotated[
+        KeywordMatch,
+        typer.Option("--keyword-match", help="word: whole words; substring: anywhere, the paper's 'contains'."),
+    ] = NON_SONIC_MATCH,
+    filter_caption_from: Annotated[
+        str,
+        typer.Option(
+            "--filter-caption-from",
+            help="Whose caption decides the non-sonic filter: 'own', or a VLM extracted before (the paper: LLaVA).",
+        ),
+    ] = FILTER_CAPTION_OWN,
     max_image_side: Annotated[
         int, typer.Option("--max-image-side", min=0, help="Downscale larger images first (0: never).")
     ] = VLM_MAX_IMAGE_SIDE,
@@ -104,7 +128,7 @@ def extract(
         if not prompt.strip():
             raise InputError(f"--prompt-file {prompt_file} is empty")
     keywords = tuple(k.strip() for k in non_sonic.split(",") if k.strip())
-    for model in vlm or [DEFAULT_VLM]:
+    for model in vlm or [DEFAULT_VLM]:  # in the order given: a caption source named first is extracted first
         stage = ExtractStage(
             vlm=model,
             inputs=[str(p) for p in images or []],
@@ -118,9 +142,14 @@ def extract(
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             trust_remote_code=trust_remote_code,
+            tokenizer=tokenizer,
+            sample=sample,
+            sample_seed=sample_seed,
             prompt=prompt,
             max_concepts=max_concepts,
             non_sonic_keywords=keywords,
+            keyword_match=keyword_match.value,
+            filter_caption_dir=filter_caption_dir(filter_caption_from, model, workdir),
             max_image_side=max_image_side,
             images_per_shard=shard_size,
             base_url=base_url,

@@ -11,7 +11,15 @@ from typing import Any
 from ..errors import InputError
 from .vlm_engine import ENGINES, VLMEngine
 
-TRANSFORMERS_OPTIONS = ("device", "dtype", "batch_size", "max_new_tokens", "trust_remote_code", "revision")
+TRANSFORMERS_OPTIONS = (
+    "device",
+    "dtype",
+    "batch_size",
+    "max_new_tokens",
+    "trust_remote_code",
+    "revision",
+    "tokenizer",
+)
 OPENAI_OPTIONS = ("base_url", "api_key", "concurrency", "timeout", "max_retries", "backoff", "max_new_tokens")
 
 

@@ -30,24 +30,29 @@ from PIL import Image
 from .. import concepts as cp
 from .. import images as imgs
 from .. import schema
+from ..choices import KeywordMatch
 from ..errors import InputError
+from ..filter_captions import NO_FILTER_CAPTION, FilterCaptions
 from ..models.device import DTYPES
 from ..models.vlm_engine import ENGINES
 from ..settings import (
     DEFAULT_VLM,
     EXTRACT_PROMPT,
+    FILTER_CAPTION_OWN,
     IMAGES_PER_SHARD,
     MAX_CONCEPTS,
     NON_SONIC_KEYWORDS,
+    NON_SONIC_MATCH,
     OPENAI_API_KEY_ENV,
     OPENAI_CONCURRENCY,
     OPENAI_MAX_RETRIES,
     OPENAI_TIMEOUT,
+    SAMPLE_SEED,
     VLM_BATCH_SIZE,
     VLM_MAX_IMAGE_SIDE,
     VLM_MAX_NEW_TOKENS,
 )
-from ..shards import StageDir
+from ..shards import STAGE_FILE, StageDir
 from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk, model_resources
 
 MANIFEST_SUFFIXES = (".parquet", ".csv")
@@ -55,6 +60,20 @@ MANIFEST_SUFFIXES = (".parquet", ".csv")
 
 def concepts_dir(workdir: Path, vlm: str) -> Path:
     return Path(workdir) / "concepts" / vlm_slug(vlm)
+
+
+def filter_caption_dir(source: str, vlm: str, workdir: Path) -> str | None:
+    """`--filter-caption-from` -> the concepts folder whose captions filter `vlm`'s run (None: its own).
+
+    `source` is `own`, a VLM (Hub id or path, as given to `--vlm`) extracted into the same work
+    directory, or an extract folder itself. The source VLM's own run filters on its own captions."""
+    if source == FILTER_CAPTION_OWN:
+        return None
+    given = Path(source)
+    folder = given if (given / STAGE_FILE).is_file() else concepts_dir(workdir, source)
+    if folder.resolve() == concepts_dir(workdir, vlm).resolve():
+        return None
+    return str(folder)
 
 
 def vlm_slug(vlm: str) -> str:
@@ -127,6 +146,11 @@ class ExtractStage(Stage):
     prompt: str = EXTRACT_PROMPT
     max_concepts: int = MAX_CONCEPTS
     non_sonic_keywords: tuple[str, ...] = NON_SONIC_KEYWORDS
+    keyword_match: str = NON_SONIC_MATCH  # a choices.KeywordMatch
+    filter_caption_dir: str | None = None  # another VLM's concepts folder whose captions filter (None: own)
+    sample: int | None = None  # a seeded uniform subset of this many images (images.sample_items)
+    sample_seed: int = SAMPLE_SEED
+    tokenizer: str | None = None  # transformers engine: a tokenizer apart from the checkpoint (CogVLM: Vicuna's)
     max_image_side: int = VLM_MAX_IMAGE_SIDE
     images_per_shard: int = IMAGES_PER_SHARD
     base_url: str | None = None
@@ -136,6 +160,7 @@ class ExtractStage(Stage):
     max_retries: int = OPENAI_MAX_RETRIES
 
     name = "extract"
+    transient = ("_engine", "_reader", "_filter")
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -146,14 +171,31 @@ class ExtractStage(Stage):
             raise InputError(f"unknown --dtype '{self.dtype}' (choose: {', '.join(DTYPES)})")
         if self.max_concepts < 1:
             raise InputError("--max-concepts must be at least 1")
+        if self.sample is not None and self.sample < 1:
+            raise InputError(f"--sample must be at least 1 (got {self.sample})")
+        try:
+            self.keyword_match = KeywordMatch(self.keyword_match).value
+        except ValueError:
+            choices = ", ".join(m.value for m in KeywordMatch)
+            raise InputError(f"unknown --keyword-match '{self.keyword_match}' (choose: {choices})") from None
         self.non_sonic_keywords = tuple(self.non_sonic_keywords)
         vlm_slug(self.vlm)
         self._engine: Any = None
         self._reader: imgs.ImageReader | None = None
+        self._filter: FilterCaptions | None = None
         self._plan: list[Shard] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_engine": None, "_reader": None, "_plan": None}
+        return {**super().__getstate__(), "_plan": None}
+
+    @property
+    def filter_source(self) -> FilterCaptions | None:
+        """The other VLM's captions that decide the non-sonic filter; None when each row's own does."""
+        if self.filter_caption_dir is None:
+            return None
+        if self._filter is None:
+            self._filter = FilterCaptions(self.filter_caption_dir)
+        return self._filter
 
     @property  # type: ignore[override]
     def resources(self) -> Resources:
@@ -177,13 +219,20 @@ class ExtractStage(Stage):
     def plan(self) -> list[Shard]:
         if self._plan is None:
             items = plan_inputs(self.inputs, self.hf_dataset, self.split, self.image_column, self.id_column)
+            if self.sample is not None:
+                items = imgs.sample_items(items, self.sample, self.sample_seed)
+            if self.filter_source is not None:
+                self.filter_source.check_covers([str(it[1]) for it in items])
             self._plan = chunk(items, self.images_per_shard)
         return self._plan
 
     def params(self) -> dict[str, Any]:
         """What changes the answers. Left out on purpose: device, batch size, server URL, key,
         concurrency, timeouts (a run may resume on other hardware or another server). The precision
-        is the resolved one: `auto` is fp32 on CPU and bf16 on GPU, answers that must not share a folder."""
+        is the resolved one: `auto` is fp32 on CPU and bf16 on GPU, answers that must not share a folder.
+        A caption source is recorded by its VLM and its run's fingerprint: re-extracting that VLM with
+        other parameters changes this run's drops, so this folder then refuses to mix."""
+        source = self.filter_source
         return {
             "vlm": self.vlm,
             "engine": self.engine,
@@ -192,6 +241,12 @@ class ExtractStage(Stage):
             "max_concepts": self.max_concepts,
             "max_new_tokens": self.max_new_tokens,
             "non_sonic_keywords": sorted(self.non_sonic_keywords),
+            "keyword_match": self.keyword_match,
+            "filter_caption_from": source.vlm if source else FILTER_CAPTION_OWN,
+            "filter_caption_run": source.fingerprint if source else None,
+            "sample": self.sample,
+            "sample_seed": self.sample_seed if self.sample is not None else None,
+            "tokenizer": self.tokenizer,
             "max_image_side": self.max_image_side,
             "images_per_shard": self.images_per_shard,
             "trust_remote_code": self.trust_remote_code,
@@ -209,6 +264,7 @@ class ExtractStage(Stage):
             batch_size=self.batch_size,
             max_new_tokens=self.max_new_tokens,
             trust_remote_code=self.trust_remote_code,
+            tokenizer=self.tokenizer,
             base_url=self.base_url,
             api_key=self.api_key or _env_key(),
             concurrency=self.concurrency,
@@ -231,6 +287,12 @@ class ExtractStage(Stage):
         secs = c["generate_ms"] / 1000  # summed over shards: with N workers busy at once, N times the wall time
         return {
             "kept": f"{c['kept']:,} of {c['items']:,} images ({c['concepts']:,} concepts)",
+            "dropped": (
+                f"{c['dropped_non_sonic']:,} non-sonic ({self.keyword_match} match on "
+                f"{self.filter_source.vlm if self.filter_source else 'its own'} captions), "
+                f"{c['dropped_no_concepts']:,} without sounding concepts"
+                + (f", {c['dropped_no_filter_caption']:,} without a filter caption" if self.filter_source else "")
+            ),
             "throughput": (
                 f"{c['images'] / secs:,.2f} images/s, {c['generated_tokens'] / secs:,.1f} generated tokens/s "
                 f"per worker (over {secs:,.1f} s of generation)"
@@ -244,12 +306,20 @@ def _env_key() -> str | None:
     return os.environ.get(OPENAI_API_KEY_ENV) or None
 
 
+_DROP_COUNTERS = {
+    cp.NON_SONIC: "dropped_non_sonic",
+    cp.NO_CONCEPTS: "dropped_no_concepts",
+    NO_FILTER_CAPTION: "dropped_no_filter_caption",
+}
+
+
 class _ShardRun:
     """One shard's loop: read -> decode -> batch -> generate -> parse (-> retry) -> rows.
 
     Counters: `images` answered by the VLM (whatever the answer; retries not counted twice),
     `generated_tokens` (retries included), `generate_ms` (wall time inside the engine), `retried`,
-    `kept`, `dropped_no_concepts`, `dropped_non_sonic`, `concepts` (of kept images). The stats
+    `kept`, `dropped_no_concepts`, `dropped_non_sonic`, `dropped_no_filter_caption` (the caption source
+    failed on the image), `concepts` (of kept images). The stats
     also hold `images_per_second` and `tokens_per_second` over the generation time.
     """
 
@@ -260,6 +330,8 @@ class _ShardRun:
         self.counts: Counter[str] = Counter()
         self.timer = StatsTimer()
         self.prompt = stage.prompt_text
+        source = stage.filter_source
+        self.filter_rows = source.lookup([str(it[1]) for it in shard.items]) if source else None
 
     def _row(self, pos: int, **values: Any) -> None:
         item = self.shard.items[pos]
@@ -316,13 +388,20 @@ class _ShardRun:
                     return False
                 self._error(pos, "unparsable_response", f"{exc} (after one retry)", raw=text)
                 return True
-        keep, reason = cp.decide(ans.caption, ans.concepts, self.stage.non_sonic_keywords)
-        self.counts[
-            "kept" if keep else ("dropped_non_sonic" if reason != cp.NO_CONCEPTS else "dropped_no_concepts")
-        ] += 1
+        keep, reason = self._decide(pos, ans)
+        self.counts["kept" if keep else _DROP_COUNTERS.get((reason or "").split(":")[0], "dropped_non_sonic")] += 1
         self.counts["concepts"] += len(ans.concepts) if keep else 0
         self._row(pos, caption=ans.caption, concepts=ans.concepts, keep=keep, drop_reason=reason, raw_response=text)
         return True
+
+    def _decide(self, pos: int, ans: cp.ParsedAnswer) -> tuple[bool, str | None]:
+        """The filter on this answer's caption, or on the caption source's for the same image."""
+        caption = ans.caption
+        if self.filter_rows is not None:
+            caption, source_error = self.filter_rows[str(self.shard.items[pos][1])]
+            if source_error is not None:  # the source VLM has no caption for it: the paper's rule cannot be applied
+                return False, NO_FILTER_CAPTION
+        return cp.decide(caption, ans.concepts, self.stage.non_sonic_keywords, self.stage.keyword_match)
 
     def result(self) -> ShardResult:
         st = self.stage
