@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...errors import InputError
 from ...pool_files import pool_dir
-from ...shards import StageDir, fingerprint
+from ...shards import StageDir, atomic_write_table, fingerprint
 from ...stage import ErrorLog
 
 CONCEPT_TEXT_MODES = ("description", "name", "both")
@@ -146,58 +147,166 @@ class ConceptItems:
         return out
 
 
+# Every character Python's str.split() separates on (str.isspace): Unicode White_Space plus the
+# ASCII information separators 0x1c-0x1f. The columnar text normalisation must split exactly there.
+PY_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_WHITESPACE) + "]+"
+
+
+def _normalized(column: str) -> pl.Expr:
+    """`normalize_text` as a polars expression: runs of whitespace -> one space, trimmed; null -> ""."""
+    return pl.col(column).fill_null("").str.replace_all(_WHITESPACE_RUN, " ").str.strip_chars(" ")
+
+
+def _concept_text_expr(mode: str) -> pl.Expr:
+    """`concept_text` as a polars expression over normalised `name` and `description` columns."""
+    name, desc = pl.col("name"), pl.col("description")
+    if mode == "name":
+        return pl.when(name != "").then(name).otherwise(desc)
+    if mode == "description":
+        return pl.when(desc != "").then(desc).otherwise(name)
+    if mode == "both":
+        either = pl.when(name != "").then(name).otherwise(desc)
+        return pl.when((name != "") & (desc != "")).then(pl.concat_str([name, pl.lit(": "), desc])).otherwise(either)
+    raise RetrieveInputError(f"unknown --concept-text '{mode}' (choose: {', '.join(CONCEPT_TEXT_MODES)})")
+
+
+@dataclass
+class ConceptFrames:
+    """`concept_items` as columns: the pairs, their concepts with texts, the counters and error rows."""
+
+    pairs: pl.DataFrame  # pair_id, image_id, image_source, vlm, caption (in pair order)
+    concepts: pl.DataFrame  # pair_of, pair_id, index, name, description, text (in (pair, concept) order)
+    counters: Counter[str]
+    errors: pl.DataFrame  # item, reason, detail (in the order the row-by-row reading meets them)
+
+
+def concept_frames(table: pa.Table, mode: str) -> ConceptFrames:
+    """Columnar core of `concept_items` (polars): the same pairs, concepts, counters and error rows.
+
+    Rows are ordered by (pair_id, image_id), stably; a row with a non-empty `error` or keep=false
+    gives no pair (counted); of kept rows sharing a pair_id the first is the pair and the others
+    are `duplicate_pair` errors; a pair with no concepts is counted; a concept whose text is empty
+    is an `empty_concept_text` error.
+    """
+    text_expr = _concept_text_expr(mode)
+    df = (
+        pl.from_arrow(table.select(CONCEPT_COLUMNS), rechunk=False)
+        .with_row_index("_order")
+        .with_columns(
+            pl.concat_str([pl.col("image_id").fill_null("None"), pl.lit("|"), pl.col("vlm").fill_null("None")]).alias(
+                "pair_id"
+            )
+        )
+        .sort(["pair_id", "image_id", "_order"], maintain_order=True)
+        .drop("_order")
+        .with_row_index("_pos")
+    )
+    failed = pl.col("error").is_not_null() & (pl.col("error") != "")
+    kept = ~failed & pl.col("keep").fill_null(False)
+    counters: Counter[str] = Counter()
+    n_failed = int(df.select(failed.sum()).item())
+    n_dropped = int(df.select((~failed & ~pl.col("keep").fill_null(False)).sum()).item())
+    eligible = df.filter(kept).with_columns(pl.col("pair_id").is_first_distinct().alias("_first"))
+    duplicates = eligible.filter(~pl.col("_first")).select(
+        "_pos",
+        pl.lit(-1, pl.Int64).alias("_ci"),
+        pl.col("pair_id").alias("item"),
+        pl.lit("duplicate_pair").alias("reason"),
+        pl.lit("the same (image, VLM) appears twice in the concepts").alias("detail"),
+    )
+    unique = eligible.filter(pl.col("_first"))
+    has_concepts = pl.col("concepts").list.len().fill_null(0) > 0
+    n_empty = int(unique.select((~has_concepts).sum()).item())
+    pairs = unique.filter(has_concepts).with_row_index("pair_of")
+    exploded = (
+        pairs.select("_pos", "pair_of", "pair_id", "concepts")
+        .with_columns(pl.int_ranges(0, pl.col("concepts").list.len(), dtype=pl.Int64).alias("_ci"))
+        .explode(["concepts", "_ci"])
+        .with_columns(
+            pl.col("concepts").struct.field("name").alias("name_raw"),
+            pl.col("concepts").struct.field("description").alias("description_raw"),
+        )
+        .with_columns(_normalized("name_raw").alias("name"), _normalized("description_raw").alias("description"))
+        .with_columns(text_expr.alias("text"))
+    )
+    empty_text = exploded.filter(pl.col("text") == "").select(
+        "_pos",
+        "_ci",
+        pl.concat_str([pl.col("pair_id"), pl.lit("#"), pl.col("_ci").cast(pl.String)]).alias("item"),
+        pl.lit("empty_concept_text").alias("reason"),
+        pl.lit("concept has neither name nor description").alias("detail"),
+    )
+    concepts = exploded.filter(pl.col("text") != "").select(
+        pl.col("pair_of").cast(pl.Int64),
+        "pair_id",
+        pl.col("_ci").alias("index"),
+        pl.col("name_raw").alias("name"),
+        pl.col("description_raw").alias("description"),
+        "text",
+    )
+    errors = pl.concat([duplicates, empty_text]).sort(["_pos", "_ci"]).select("item", "reason", "detail")
+    for key, n in (("images_failed_extraction", n_failed), ("images_dropped", n_dropped)):
+        if n:
+            counters[key] = n
+    if n_empty:
+        counters["images_without_concepts"] = n_empty
+    return ConceptFrames(
+        pairs=pairs.select("pair_id", "image_id", pl.col("image_path").alias("image_source"), "vlm", "caption"),
+        concepts=concepts,
+        counters=counters,
+        errors=errors,
+    )
+
+
 def concept_items(table: pa.Table, mode: str) -> ConceptItems:
     """Pure: which (image, VLM) rows give pairs, and the text CLAP reads for each of their concepts.
 
     Rows with an extraction error or keep=false give no pair (counted); so do kept images with
     no concepts. Concepts whose text is empty are error rows; the pair keeps its other sources.
+    Computed by columns (`concept_frames`); the lists are what the per-concept draws consume.
     """
-    out = ConceptItems()
-    rows = sorted(table.to_pylist(), key=lambda r: (f"{r['image_id']}|{r['vlm']}", r["image_id"]))
-    seen: set[str] = set()
-    for row in rows:
-        pair_id = f"{row['image_id']}|{row['vlm']}"
-        if row.get("error"):
-            out.counters["images_failed_extraction"] += 1
-            continue
-        if not row["keep"]:
-            out.counters["images_dropped"] += 1
-            continue
-        if pair_id in seen:
-            out.errors.add(pair_id, "duplicate_pair", "the same (image, VLM) appears twice in the concepts")
-            continue
-        seen.add(pair_id)
-        concepts = row["concepts"] or []
-        if not concepts:
-            out.counters["images_without_concepts"] += 1
-            continue
-        p = len(out.pairs)
-        out.pairs.append(
-            {
-                "pair_id": pair_id,
-                "image_id": row["image_id"],
-                "image_source": row.get("image_path"),
-                "vlm": row["vlm"],
-                "caption": row.get("caption"),
-            }
-        )
-        for ci, c in enumerate(concepts):
-            text = concept_text(c.get("name"), c.get("description"), mode)
-            if not text:
-                out.errors.add(f"{pair_id}#{ci}", "empty_concept_text", "concept has neither name nor description")
-                continue
-            out.pair_of.append(p)
-            out.pair_ids.append(pair_id)
-            out.index.append(ci)
-            out.names.append(c.get("name"))
-            out.descriptions.append(c.get("description"))
-            out.texts.append(text)
+    frames = concept_frames(table, mode)
+    out = ConceptItems(pairs=frames.pairs.to_dicts(), counters=frames.counters)
+    c = frames.concepts
+    out.pair_of = c.get_column("pair_of").to_list()
+    out.pair_ids = c.get_column("pair_id").to_list()
+    out.index = c.get_column("index").to_list()
+    out.names = c.get_column("name").to_list()
+    out.descriptions = c.get_column("description").to_list()
+    out.texts = c.get_column("text").to_list()
+    for item, reason, detail in frames.errors.iter_rows():
+        out.errors.add(item, reason, detail)
     return out
 
 
-def distinct_texts(workdir: Path, mode: str) -> list[str]:
-    """Sorted distinct concept texts over every concepts shard and VLM (the search plan)."""
-    texts: set[str] = set()
+def concept_texts(table: pa.Table, mode: str) -> pl.Series:
+    """The distinct concept texts of one concepts table (what the search needs of it)."""
+    return concept_frames(table, mode).concepts.get_column("text").unique()
+
+
+def plan_key(workdir: Path, mode: str) -> str:
+    """Fingerprint of the search plan's inputs: the mode and every concepts shard file (name, size, mtime)."""
+    files = []
     for vlm_dir, index in concept_shards(workdir):
-        texts.update(concept_items(read_concepts(workdir, vlm_dir, index), mode).texts)
-    return sorted(texts)
+        st = StageDir(Path(workdir) / "concepts" / vlm_dir).table_path("", index).stat()
+        files.append([vlm_dir, index, st.st_size, st.st_mtime_ns])
+    return fingerprint({"mode": mode, "files": files})
+
+
+def distinct_texts(workdir: Path, mode: str) -> list[str]:
+    """Sorted distinct concept texts over every concepts shard and VLM (the search plan).
+
+    Computed by columns and cached under `W/retrieve/plan/` by the fingerprint of its inputs, so the
+    command, its workers and later commands read it back instead of recomputing it.
+    """
+    path = retrieve_dir(workdir) / "plan" / f"texts-{plan_key(workdir, mode)}.parquet"
+    if path.exists():
+        return pq.read_table(path).column("text").to_pylist()
+    parts = [concept_texts(read_concepts(workdir, vlm_dir, index), mode) for vlm_dir, index in concept_shards(workdir)]
+    texts = pl.concat(parts).unique().sort() if parts else pl.Series("text", [], pl.String)
+    atomic_write_table(path, pa.table({"text": texts.to_arrow().cast(pa.string())}))
+    return texts.to_list()
