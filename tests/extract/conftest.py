@@ -223,3 +223,10 @@ def openai_server() -> Iterator[FakeServer]:
     yield fake
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def tiny_cogvlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from .tiny_cogvlm import build_tiny_cogvlm
+
+    return build_tiny_cogvlm(tmp_path_factory.mktemp("tiny_cogvlm"), ["List the sounds.", "Name up to 5 sounds."])
