@@ -48,6 +48,9 @@ CONCEPTS = pa.schema(
         pa.field("drop_reason", pa.string()),
         pa.field("raw_response", pa.string()),
         pa.field("error", pa.string()),
+        # the engine cut the answer to its cap (settings.OPENAI_MAX_ANSWER_CHARS); null: no answer, or an
+        # older table (see `conform`)
+        pa.field("raw_response_truncated", pa.bool_()),
     ]
 )
 
@@ -113,6 +116,20 @@ def table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
         if extra:
             raise KeyError(f"columns not in schema: {sorted(extra)}")
     return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+def conform(tbl: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A stored table as `schema`: nullable columns it predates are added as nulls, then it is cast.
+
+    Lets a newer version read tables an older one wrote (and resume a stage they are part of)
+    when a release adds a nullable column; a missing required column still fails the cast.
+    """
+    for f in schema:
+        if f.name not in tbl.column_names and f.nullable:
+            tbl = tbl.append_column(f, pa.nulls(tbl.num_rows, f.type))
+    if tbl.column_names != schema.names and set(schema.names) <= set(tbl.column_names):
+        tbl = tbl.select(schema.names)
+    return tbl.cast(schema)
 
 
 # --- the Hugging Face release ----------------------------------------------------------------------

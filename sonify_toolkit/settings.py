@@ -89,3 +89,4 @@ OPENAI_TIMEOUT = 120.0  # seconds per request
 OPENAI_MAX_RETRIES = 5  # on 429, 5xx, timeouts and broken connections, with exponential backoff
 OPENAI_BACKOFF = 1.0  # seconds before the first retry (doubles each time, capped at 60 s)
 OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
+OPENAI_MAX_ANSWER_CHARS = 16_384  # ours: answer text kept per image (~100x a 5-concept answer); longer is cut

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import schema as schema_mod
 from .errors import ConcurrentRunError, StageMismatchError
 from .leases import LEASE_DIR, held_lock, live_leases
 
@@ -302,7 +303,7 @@ class StageDir:
                 raise FileNotFoundError(f"no complete shards of '{table or self.path.name}' in {self.path}")
             return schema.empty_table()
         if schema is not None:
-            parts = [t.cast(schema) for t in parts]
+            parts = [schema_mod.conform(t, schema) for t in parts]  # older tables lack newer nullable columns
         return pa.concat_tables(parts)
 
     def read_array(self, name: str) -> np.ndarray:

@@ -20,11 +20,13 @@ ENGINES = ("transformers", "openai")  # the names `--engine` accepts
 
 @dataclass
 class Generation:
-    """One image's answer: the text (None on error), generated token count, error message."""
+    """One image's answer: the text (None on error), generated token count, error message, and
+    whether the text was cut to the engine's cap (the concepts row's `raw_response_truncated`)."""
 
     text: str | None
     tokens: int = 0
     error: str | None = None
+    truncated: bool = False
 
 
 class VLMEngine(Protocol):

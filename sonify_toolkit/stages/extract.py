@@ -368,6 +368,8 @@ class _ShardRun:
             self.counts["images"] += 1
             if not self._accept(pos, g.text, final=False):
                 retry.append((pos, img))
+            else:
+                self._mark_cut(pos, g)
         if retry:
             self.counts["retried"] += len(retry)
             seeds = [stable_seed(self.shard.items[pos][1]) for pos, _ in retry]  # the image's own, not its batch's
@@ -377,6 +379,13 @@ class _ShardRun:
                     self._error(pos, "generation_failed", g.error)
                 else:
                     self._accept(pos, g.text, final=True)
+                    self._mark_cut(pos, g)
+
+    def _mark_cut(self, pos: int, g: Any) -> None:
+        """The row of an answered image says whether the engine cut the answer it stored."""
+        row = self.rows[pos]
+        if row is not None:
+            row["raw_response_truncated"] = bool(g.truncated)
 
     def _accept(self, pos: int, text: str | None, final: bool) -> bool:
         """Parse and filter one answer into its row; False when unparsable and a retry remains."""
