@@ -2,9 +2,9 @@
 retrieval runs, over the pool's own vectors, and the matching 5-s window read from its collection.
 
 Nothing here searches differently from the toolkit: the text tower is `models.clap.ClapEncoder` loaded
-from the pool's manifest, the search is `vector_index.exact_topk` over `W/pool/clap/` vectors, and the
-window is `soundtrack.load_window` (checksum verified), so a concept finds the clip retrieval would rank
-first for the same text.
+from the pool's manifest, the search is retrieval's `vector_index.ExactIndex` over the memory-mapped
+`W/pool/clap/` vectors, and the window is `soundtrack.load_window` (checksum verified), so a concept
+finds the clip retrieval would rank first for the same text.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def concept_sources(
     from sonify_toolkit.models.clap import ClapEncoder
     from sonify_toolkit.pool_files import load_pool
     from sonify_toolkit.soundtrack import SourceError, load_window
-    from sonify_toolkit.vector_index import exact_topk
+    from sonify_toolkit.vector_index import ExactIndex
 
     try:
         pool = load_pool(Path(workdir))
@@ -55,7 +55,7 @@ def concept_sources(
     encoder = ClapEncoder(clap["model"], device=device, revision=clap.get("revision"))
     if encoder.identity.dim != pool.embeddings.shape[1]:
         raise InputError(f"CLAP {clap['model']} gives {encoder.identity.dim}-d vectors, the pool holds another size")
-    scores, rows = exact_topk(pool.embeddings, encoder.embed_text(list(concepts)), rank + 1)
+    scores, rows = ExactIndex(pool.embeddings).search(encoder.embed_text(list(concepts)), rank + 1)
     out = []
     for concept, score, row in zip(concepts, scores[:, rank], rows[:, rank], strict=True):
         seg = pool.segments.slice(int(row), 1).to_pylist()[0]

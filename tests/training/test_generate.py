@@ -117,7 +117,7 @@ def test_concepts_find_the_pool_clip_clap_ranks_first(clap_pool, tiny_clap) -> N
     texts = ["a dog barking", "rain on a roof"]
     found = concept_sources(clap_pool, texts, device="cpu")
     pool = load_pool(clap_pool)
-    sims = ClapEncoder(str(tiny_clap), device="cpu").embed_text(texts) @ pool.embeddings.T
+    sims = ClapEncoder(str(tiny_clap), device="cpu").embed_text(texts) @ np.asarray(pool.embeddings).T
     best = [pool.segments.column("clip_id")[int(i)].as_py() for i in sims.argmax(axis=1)]
     assert [s.clip_id for s in found] == best
     assert all(len(s.wave) == 5 * 16_000 and np.abs(s.wave).max() > 0 for s in found)
