@@ -3,6 +3,11 @@
 Render (and anything else that consumes the metadata release) addresses a pair as
 `(part, row)`: a part is one parquet file (or the whole Hub dataset), so a worker can fetch the
 rows of its shard without reading the others, and the plan only needs the `pair_id` column.
+
+Rows are handed over as the release stores them, whatever their types: a release is anyone's
+metadata, so each row is checked against the pairs schema where it is used (`pair_rows`, called by
+`soundtrack.render_pair`), and one that does not conform becomes that row's error, not the run's.
+Only a table without the PAIRS columns at all is refused as a whole.
 """
 
 from __future__ import annotations
@@ -66,8 +71,12 @@ class ParquetPairs(PairSource):
             self._cached = (part, _conform(pq.read_table(self.parts[part])))
         return self._cached[1]
 
-    def pair_ids(self, part: int) -> list[str]:
-        return pq.read_table(self.parts[part], columns=["pair_id"]).column("pair_id").to_pylist()
+    def pair_ids(self, part: int) -> list[Any]:
+        """The raw `pair_id` values (any type: `pair_rows.row_label` names the unusable ones)."""
+        try:
+            return pq.read_table(self.parts[part], columns=["pair_id"]).column("pair_id").to_pylist()
+        except (KeyError, pa.ArrowInvalid) as exc:
+            raise PairSourceError(f"pairs table {self.parts[part]} lacks column pair_id") from exc
 
     def read(self, part: int, indices: Sequence[int]) -> list[dict[str, Any]]:
         return self._table(part).take(pa.array(indices, pa.int64())).to_pylist()

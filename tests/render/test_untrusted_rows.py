@@ -124,3 +124,12 @@ def test_render_pair_and_reuse_order_never_raise_anything_but_a_pair_error(roots
     for row in hostile:
         with pytest.raises(PairRenderError):
             render_pair(row, roots)  # type: ignore[arg-type]
+
+
+def test_a_table_without_pair_ids_is_refused_in_one_line(tmp_path):
+    from sonify_toolkit.pair_source import PairSourceError, open_pairs
+
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "p" / "00000.parquet")
+    with pytest.raises(PairSourceError, match="lacks column pair_id"):
+        open_pairs(tmp_path / "p").pair_ids(0)
