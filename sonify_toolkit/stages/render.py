@@ -63,6 +63,7 @@ class RenderStage(Stage):
 
     name = "render"
     resources = Resources(num_cpus=1)
+    transient = ("_plan", "_cache")  # the file cache is per worker (setup); the plan is the driver's
 
     def __post_init__(self) -> None:
         if self.format not in RENDER_FORMATS:
@@ -72,9 +73,6 @@ class RenderStage(Stage):
         self._source: PairSource | None = None
         self._plan: list[Shard] | None = None
         self._cache: FileCache | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_plan": None, "_cache": None}
 
     @property
     def source(self) -> PairSource:

@@ -46,6 +46,7 @@ class RetrievePairsStage(Stage):
 
     name = "retrieve"
     resources = Resources(num_cpus=1)
+    transient = ("_plan", "_state")  # top-k, pool and reuse assignment, loaded per worker in setup
 
     def __post_init__(self) -> None:
         if self.lufs_min > self.lufs_max:
@@ -54,9 +55,6 @@ class RetrievePairsStage(Stage):
             raise RetrieveInputError("--max-reuse must be at least 1")
         self._plan: list[Shard] | None = None
         self._state: dict[str, Any] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_plan", "_state")} | {"_plan": None, "_state": {}}
 
     @property
     def draw_params(self) -> DrawParams:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -26,6 +26,7 @@ from ...shards import StageDir, atomic_write_table, fingerprint
 from ...stage import ErrorLog
 
 CONCEPT_TEXT_MODES = ("description", "name", "both")
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 CONCEPT_COLUMNS = ["image_id", "image_path", "vlm", "caption", "concepts", "keep", "error"]
 
 
@@ -174,6 +175,27 @@ def _concept_text_expr(mode: str) -> pl.Expr:
     raise RetrieveInputError(f"unknown --concept-text '{mode}' (choose: {', '.join(CONCEPT_TEXT_MODES)})")
 
 
+_PAIR_ID = pl.concat_str([pl.col("image_id").fill_null("None"), pl.lit("|"), pl.col("vlm").fill_null("None")]).alias(
+    "pair_id"
+)
+_FAILED = pl.col("error").is_not_null() & (pl.col("error") != "")  # an empty error string is no error
+_KEPT = ~_FAILED & pl.col("keep").fill_null(False)
+_HAS_CONCEPTS = pl.col("concepts").list.len().fill_null(0) > 0
+
+
+def _with_texts(frame: FrameT, mode: str, also: list[str] | None = None) -> FrameT:
+    """One row per concept: raw `name_raw`/`description_raw`, normalised `name`/`description` and `text`."""
+    return (
+        frame.explode(["concepts", *(also or [])])
+        .with_columns(
+            pl.col("concepts").struct.field("name").alias("name_raw"),
+            pl.col("concepts").struct.field("description").alias("description_raw"),
+        )
+        .with_columns(_normalized("name_raw").alias("name"), _normalized("description_raw").alias("description"))
+        .with_columns(_concept_text_expr(mode).alias("text"))
+    )
+
+
 @dataclass
 class ConceptFrames:
     """`concept_items` as columns: the pairs, their concepts with texts, the counters and error rows."""
@@ -192,25 +214,18 @@ def concept_frames(table: pa.Table, mode: str) -> ConceptFrames:
     are `duplicate_pair` errors; a pair with no concepts is counted; a concept whose text is empty
     is an `empty_concept_text` error.
     """
-    text_expr = _concept_text_expr(mode)
     df = (
         pl.from_arrow(table.select(CONCEPT_COLUMNS), rechunk=False)
         .with_row_index("_order")
-        .with_columns(
-            pl.concat_str([pl.col("image_id").fill_null("None"), pl.lit("|"), pl.col("vlm").fill_null("None")]).alias(
-                "pair_id"
-            )
-        )
+        .with_columns(_PAIR_ID)
         .sort(["pair_id", "image_id", "_order"], maintain_order=True)
         .drop("_order")
         .with_row_index("_pos")
     )
-    failed = pl.col("error").is_not_null() & (pl.col("error") != "")
-    kept = ~failed & pl.col("keep").fill_null(False)
     counters: Counter[str] = Counter()
-    n_failed = int(df.select(failed.sum()).item())
-    n_dropped = int(df.select((~failed & ~pl.col("keep").fill_null(False)).sum()).item())
-    eligible = df.filter(kept).with_columns(pl.col("pair_id").is_first_distinct().alias("_first"))
+    n_failed = int(df.select(_FAILED.sum()).item())
+    n_dropped = int(df.select((~_FAILED & ~pl.col("keep").fill_null(False)).sum()).item())
+    eligible = df.filter(_KEPT).with_columns(pl.col("pair_id").is_first_distinct().alias("_first"))
     duplicates = eligible.filter(~pl.col("_first")).select(
         "_pos",
         pl.lit(-1, pl.Int64).alias("_ci"),
@@ -219,19 +234,14 @@ def concept_frames(table: pa.Table, mode: str) -> ConceptFrames:
         pl.lit("the same (image, VLM) appears twice in the concepts").alias("detail"),
     )
     unique = eligible.filter(pl.col("_first"))
-    has_concepts = pl.col("concepts").list.len().fill_null(0) > 0
-    n_empty = int(unique.select((~has_concepts).sum()).item())
-    pairs = unique.filter(has_concepts).with_row_index("pair_of")
-    exploded = (
-        pairs.select("_pos", "pair_of", "pair_id", "concepts")
-        .with_columns(pl.int_ranges(0, pl.col("concepts").list.len(), dtype=pl.Int64).alias("_ci"))
-        .explode(["concepts", "_ci"])
-        .with_columns(
-            pl.col("concepts").struct.field("name").alias("name_raw"),
-            pl.col("concepts").struct.field("description").alias("description_raw"),
-        )
-        .with_columns(_normalized("name_raw").alias("name"), _normalized("description_raw").alias("description"))
-        .with_columns(text_expr.alias("text"))
+    n_empty = int(unique.select((~_HAS_CONCEPTS).sum()).item())
+    pairs = unique.filter(_HAS_CONCEPTS).with_row_index("pair_of")
+    exploded = _with_texts(
+        pairs.select("_pos", "pair_of", "pair_id", "concepts").with_columns(
+            pl.int_ranges(0, pl.col("concepts").list.len(), dtype=pl.Int64).alias("_ci")
+        ),
+        mode,
+        also=["_ci"],
     )
     empty_text = exploded.filter(pl.col("text") == "").select(
         "_pos",
@@ -283,11 +293,6 @@ def concept_items(table: pa.Table, mode: str) -> ConceptItems:
     return out
 
 
-def concept_texts(table: pa.Table, mode: str) -> pl.Series:
-    """The distinct concept texts of one concepts table (what the search needs of it)."""
-    return concept_frames(table, mode).concepts.get_column("text").unique()
-
-
 def plan_key(workdir: Path, mode: str) -> str:
     """Fingerprint of the search plan's inputs: the mode and every concepts shard file (name, size, mtime)."""
     files = []
@@ -306,7 +311,31 @@ def distinct_texts(workdir: Path, mode: str) -> list[str]:
     path = retrieve_dir(workdir) / "plan" / f"texts-{plan_key(workdir, mode)}.parquet"
     if path.exists():
         return pq.read_table(path).column("text").to_pylist()
-    parts = [concept_texts(read_concepts(workdir, vlm_dir, index), mode) for vlm_dir, index in concept_shards(workdir)]
-    texts = pl.concat(parts).unique().sort() if parts else pl.Series("text", [], pl.String)
+    texts = scan_distinct_texts(
+        [StageDir(Path(workdir) / "concepts" / v).table_path("", i) for v, i in concept_shards(workdir)], mode
+    )
     atomic_write_table(path, pa.table({"text": texts.to_arrow().cast(pa.string())}))
     return texts.to_list()
+
+
+def scan_distinct_texts(paths: list[Path], mode: str) -> pl.Series:
+    """Sorted distinct texts of the concepts that `concept_items` gives for each file, all files in one query.
+
+    The per-shard rules hold per file: a pair is the first kept row of its pair_id *within its file*
+    (in (pair_id, image_id) order), so the union equals the union of per-shard `concept_items` texts.
+    """
+    if not paths:
+        return pl.Series("text", [], pl.String)
+    frame = (
+        pl.scan_parquet([str(p) for p in paths], include_file_paths="_file")
+        .select(["_file", "image_id", "vlm", "concepts", "keep", "error"])
+        .with_row_index("_order")
+        .with_columns(_PAIR_ID)
+        .filter(_KEPT)
+        .sort(["_file", "pair_id", "image_id", "_order"], maintain_order=True)
+        .filter(pl.struct("_file", "pair_id").is_first_distinct() & _HAS_CONCEPTS)
+        .select("concepts")
+    )
+    return (
+        _with_texts(frame, mode).filter(pl.col("text") != "").select(pl.col("text").unique().sort()).collect()["text"]
+    )

@@ -50,6 +50,7 @@ class RetrieveSearchStage(Stage):
     texts_per_shard: int = TEXTS_PER_SHARD
 
     name = "retrieve-search"
+    transient = ("_plan", "_state")  # the pool index, text cache and encoder, loaded per worker in setup
 
     @property  # type: ignore[override]
     def resources(self) -> Resources:
@@ -64,9 +65,6 @@ class RetrieveSearchStage(Stage):
             )
         self._plan: list[Shard] | None = None
         self._state: dict[str, Any] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_plan", "_state")} | {"_plan": None, "_state": {}}
 
     def output_dir(self, workdir: Path) -> Path:
         return search_dir(workdir)
