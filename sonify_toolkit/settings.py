@@ -13,7 +13,21 @@ SAMPLE_RATE = 16_000  # paper: every clip resampled to 16 kHz
 SEGMENT_SECONDS = 5.0  # paper: non-overlapping 5-s segments, the last zero-padded
 SEGMENT_FRAMES = int(SAMPLE_RATE * SEGMENT_SECONDS)
 SILENCE_LUFS = -70.0  # ours: BS.1770's absolute gate; quieter segments carry no sound to retrieve
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".opus")
+# libsndfile reads the first row; FFmpeg (PyAV) decodes the rest, and the audio track of video containers
+AUDIO_EXTENSIONS = (
+    *(".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".caf"),
+    *(".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".mka", ".webm", ".wma"),
+)
+# ours: plausibility, decided from a file's header before decoding (an error row, not gigabytes of bogus audio)
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+MAX_AUDIO_SECONDS = 6 * 3600.0  # PoolSegmentsStage.max_seconds: longer files are error rows (in the fingerprint)
+# ours: +60 dBFS. Float files may exceed full scale a little; samples beyond this are not audio (mis-scaled
+# or non-audio float data, e.g. a WAV of 3e29s that would measure 585 LUFS) and the file becomes an error row.
+MAX_SAMPLE_PEAK = 1e3
+# ours: input resampled either side of each 5-s block (a whole number of the rates' common periods): enough
+# for soxr HQ's filter, so blocks joined agree with a one-shot resample to float rounding (tests/pool)
+STANDARD_MARGIN_SECONDS = 0.1
 
 # --- CLAP (paper, 3.3) -------------------------------------------------------------------------
 DEFAULT_CLAP = "laion/clap-htsat-unfused"  # LAION CLAP in transformers format

@@ -17,18 +17,20 @@ the command runs the two stages in is `pipeline.run_pool`.
 from __future__ import annotations
 
 import csv
+import hashlib
+import itertools
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from .. import audio, schema
 from ..errors import InputError
-from ..fileio import find_files, sha256_bytes, sha256_file
+from ..fileio import scan_tree, sha256_file
 from ..labels import LabelFileError, LabelMap, read_labels
 from ..pool_files import pool_dir, pool_vectors, update_manifest
 from ..settings import (
@@ -36,8 +38,10 @@ from ..settings import (
     CLAP_BATCH_SIZE,
     CLAP_SAMPLE_RATE,
     DEFAULT_CLAP,
+    MAX_AUDIO_SECONDS,
     POOL_FILES_PER_SHARD,
     SAMPLE_RATE,
+    SEGMENT_FRAMES,
     SEGMENT_SECONDS,
     SILENCE_LUFS,
 )
@@ -54,20 +58,33 @@ def clip_id(source: str, path: str, segment: int) -> str:
 
 
 _SEGMENTS_PER_PASS = 64  # 64 x 5 s of 16 kHz float32 = 20 MB of windows, whatever the file's length
+STANDARDISATION = "5-s blocks, mono mean, soxr HQ, 0.1-s margins"  # in the fingerprint: samples follow it
+
+
+def _blocks_of(signal: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, max(1, len(signal)), SEGMENT_FRAMES):
+        yield signal[start : start + SEGMENT_FRAMES]
 
 
 def segment_rows(
-    mono16k: np.ndarray, source: str, path: str, sha256: str, labels: Sequence[str], silence_lufs: float = SILENCE_LUFS
+    mono16k: np.ndarray | Iterable[np.ndarray],
+    source: str,
+    path: str,
+    sha256: str,
+    labels: Sequence[str],
+    silence_lufs: float = SILENCE_LUFS,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The pure core: one standardised signal -> its non-silent segment rows, and the silent count."""
+    """The pure core: one standardised signal (an array, or its 5-s blocks as `audio.standard_blocks`
+    yields them) -> its non-silent segment rows, and the silent count. Blocks are measured
+    `_SEGMENTS_PER_PASS` at a time, so memory does not grow with the file's length."""
+    blocks = _blocks_of(mono16k) if isinstance(mono16k, np.ndarray) else iter(mono16k)
     measured: list[tuple[float, int, float]] = []  # (lufs, valid frames, peak) per segment
-    total = audio.num_segments(len(mono16k))
-    for first in range(0, total, _SEGMENTS_PER_PASS):  # windows measured together, a bounded number at a time
-        pairs = [audio.window(mono16k, s) for s in range(first, min(total, first + _SEGMENTS_PER_PASS))]
+    while batch := list(itertools.islice(blocks, _SEGMENTS_PER_PASS)):
+        pairs = [audio.window(block, 0) for block in batch]
         stacked = np.stack([w for w, _ in pairs])
-        valid = [n for _, n in pairs]
         lufs = audio.loudness_rows(stacked, SAMPLE_RATE)
-        measured.extend(zip(lufs.tolist(), valid, np.max(np.abs(stacked), axis=1).tolist(), strict=True))
+        peaks = np.max(np.abs(stacked), axis=1).tolist()
+        measured.extend(zip(lufs.tolist(), [n for _, n in pairs], peaks, strict=True))
     rows, silent = [], 0
     for seg, (level, n, pk) in enumerate(measured):
         if not np.isfinite(level) or level < silence_lufs:
@@ -89,32 +106,66 @@ def segment_rows(
     return rows, silent
 
 
-def classify_decode_error(data: bytes, exc: Exception) -> str:
-    msg = str(exc).lower()
-    if not data:
-        return "empty_file"
-    if msg.startswith("truncated"):
-        return "truncated"
-    if "zero-length" in msg:
-        return "no_audio_frames"
-    # on bytes already read, "does not exist or is not a regular file" is libsndfile giving up on the format
-    unknown = ("format not recognised", "unknown format", "not supported", "does not exist or is not a regular file")
-    if any(s in msg for s in unknown):
-        return "unsupported_format"
-    return "corrupt_audio"
+def _timed(blocks: Iterator[np.ndarray], timer: StatsTimer, frames: list[int]) -> Iterator[np.ndarray]:
+    """Time the decoding half of a streamed file and count its standardised frames."""
+    while True:
+        with timer("decode"):
+            block = next(blocks, None)
+        if block is None:
+            return
+        frames[0] += len(block)
+        yield block
+
+
+def sha256_open_file(f: BinaryIO, chunk_bytes: int = 1 << 20) -> str:
+    """The sha256 of an open file from its start, leaving it at the start for the decoder: the bytes
+    hashed and the bytes decoded come from the same open file."""
+    h = hashlib.sha256()
+    f.seek(0)
+    while block := f.read(chunk_bytes):
+        h.update(block)
+    f.seek(0)
+    return h.hexdigest()
+
+
+# Plan items: (collection, path) a file to read; (collection, path, reason, detail) an entry that cannot
+# be read (an error row); (collection, "", OTHER_FILES, [[extension, count], ...]) the other entries counted.
+OTHER_FILES = "other_files"
+
+
+def _collection_items(name: str, root: Path) -> list[tuple[Any, ...]]:
+    scan = scan_tree(root, AUDIO_EXTENSIONS)
+    if not scan.files:
+        found = ", ".join(f"{n} {k}" for k, n in sorted(scan.other.items()))
+        found += "".join(f", {p[1]}: {p[0]}" for p in scan.problems[:3])
+        raise PoolInputError(
+            f"collection '{name}': no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}"
+            + (f" (found: {found.lstrip(', ')})" if found else "")
+        )
+    entries: list[tuple[Any, ...]] = [(name, rel) for rel in scan.files]
+    entries += [(name, rel, reason, detail) for rel, reason, detail in scan.problems]
+    entries.sort(key=lambda item: item[1])
+    if scan.other:
+        entries.insert(0, (name, "", OTHER_FILES, sorted([k, n] for k, n in scan.other.items())))
+    return entries
 
 
 def _plan_files(sources: Mapping[str, str], files_per_shard: int) -> list[Shard]:
-    items: list[tuple[str, str]] = []
+    items: list[tuple[Any, ...]] = []
     for name in sorted(sources):
         root = Path(sources[name])
         if not root.is_dir():
             raise PoolInputError(f"collection '{name}': root {root} is not a folder")
-        found = find_files(root, AUDIO_EXTENSIONS)
-        if not found:
-            raise PoolInputError(f"collection '{name}': no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
-        items.extend((name, rel) for rel in found)
+        items.extend(_collection_items(name, root))
     return chunk(items, files_per_shard)
+
+
+def _skipped_counts(stats: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for st in stats:
+        counters = st.get("counters", {})
+        total.update({k.removeprefix("skipped "): v for k, v in counters.items() if k.startswith("skipped ")})
+    return dict(sorted(total.items()))
 
 
 @dataclass
@@ -125,6 +176,7 @@ class PoolSegmentsStage(Stage):
     label_files: dict[str, list[str]] = field(default_factory=dict)
     files_per_shard: int = POOL_FILES_PER_SHARD
     silence_lufs: float = SILENCE_LUFS
+    max_seconds: float = MAX_AUDIO_SECONDS  # longer files (by their header, or once decoded) are error rows
 
     name = "pool"
     resources = Resources(num_cpus=1)
@@ -163,6 +215,8 @@ class PoolSegmentsStage(Stage):
             "sample_rate": SAMPLE_RATE,
             "segment_seconds": SEGMENT_SECONDS,
             "silence_lufs": self.silence_lufs,
+            "max_seconds": self.max_seconds,
+            "standardisation": STANDARDISATION,
             "files_per_shard": self.files_per_shard,
             "sources": sorted(self.sources),
             "label_files": {n: [sha256_file(p) for p in ps] for n, ps in sorted(self.label_files.items())},
@@ -177,35 +231,19 @@ class PoolSegmentsStage(Stage):
         errors = ErrorLog()
         counts: Counter[str] = Counter()
         timer = StatsTimer()
-        frames = 0  # 16 kHz frames decoded: seconds are rounded once per shard, not per (short) file
-        for source, rel in shard.items:
+        frames = [0]  # 16 kHz frames decoded: seconds are rounded once per shard, not per (short) file
+        for source, rel, *entry in shard.items:
             item = f"{source}/{rel}"
-            try:
-                with timer("read"):
-                    data = (Path(self.sources[source]) / rel).read_bytes()
-            except OSError as exc:
-                errors.add(item, "unreadable_file", str(exc))
+            if entry and entry[0] == OTHER_FILES:
+                counts.update({f"skipped {ext}": n for ext, n in entry[1]})
+                continue
+            if entry:  # found by the scan and unreadable: a folder, a dangling link, a FIFO ...
+                errors.add(item, entry[0], entry[1])
             else:
-                try:
-                    with timer("decode"):
-                        decoded, sr = audio.decode(data)
-                        mono = audio.standardize(decoded, sr)
-                except audio.AudioDecodeError as exc:
-                    errors.add(item, classify_decode_error(data, exc), str(exc))
-                else:
-                    with timer("hash"):
-                        digest = sha256_bytes(data)
-                    labels = self._labels[source].lookup(rel) if source in self._labels else []
-                    with timer("loudness"):
-                        new, silent = segment_rows(mono, source, rel, digest, labels, self.silence_lufs)
-                    rows.extend(new)
-                    counts["files_ok"] += 1
-                    counts["segments"] += len(new)
-                    counts["silent_segments"] += silent
-                    frames += len(mono)
-                    counts["labelled_files"] += bool(labels)
+                self._segment_file(source, rel, rows, errors, counts, timer, frames)
             if on_item:
                 on_item(1)
+        frames = frames[0]
         if frames:
             counts["audio_seconds"] = round(frames / SAMPLE_RATE)
         return ShardResult(
@@ -216,21 +254,74 @@ class PoolSegmentsStage(Stage):
             extra={"phase_seconds": {k: round(v, 4) for k, v in timer.seconds.items()}},
         )
 
+    def _segment_file(
+        self,
+        source: str,
+        rel: str,
+        rows: list[dict[str, Any]],
+        errors: ErrorLog,
+        counts: Counter[str],
+        timer: StatsTimer,
+        frames: list[int],
+    ) -> None:
+        """One file: hash and decode the same open file, its header checked first, streamed in 5-s blocks."""
+        item = f"{source}/{rel}"
+        try:
+            f = open(Path(self.sources[source]) / rel, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            errors.add(item, "unreadable_file", exc.strerror or type(exc).__name__)
+            return
+        with f:
+            try:
+                with timer("hash"):
+                    digest = sha256_open_file(f)
+            except OSError as exc:
+                errors.add(item, "unreadable_file", exc.strerror or type(exc).__name__)
+                return
+            labels = self._labels[source].lookup(rel) if source in self._labels else []
+            decoded = [0]
+            try:
+                with audio.open_audio(f, self.max_seconds) as reader:
+                    blocks = _timed(audio.standard_blocks(reader, SAMPLE_RATE), timer, decoded)
+                    decode_before = timer.seconds["decode"]
+                    with timer("loudness"):  # decoding runs inside (streamed): its share is taken out below
+                        new, silent = segment_rows(blocks, source, rel, digest, labels, self.silence_lufs)
+                    timer.seconds["loudness"] -= timer.seconds["decode"] - decode_before
+                if not decoded[0]:
+                    raise audio.AudioDecodeError("no_audio_frames", "no audio frames at 16 kHz")
+            except audio.AudioDecodeError as exc:
+                errors.add(item, exc.reason, str(exc))
+                return
+            except OSError as exc:
+                errors.add(item, "unreadable_file", exc.strerror or type(exc).__name__)
+                return
+        rows.extend(new)
+        counts["files_ok"] += 1
+        counts["segments"] += len(new)
+        counts["silent_segments"] += silent
+        counts["labelled_files"] += bool(labels)
+        frames[0] += decoded[0]
+
     def finalize(self, workdir: Path) -> dict[str, Any]:
         sd = StageDir(self.output_dir(workdir))
         segs = sd.read_table("segments", schema.POOL_SEGMENTS)
         per_source = Counter(segs.column("source").to_pylist())
+        skipped = _skipped_counts(sd.stats())
         update_manifest(
             workdir,
             "segments",
             {
                 "count": segs.num_rows,
                 "per_source": dict(sorted(per_source.items())),
+                "skipped": skipped,  # entries under the roots that are not audio files, by extension
                 "params": self.params(),
                 "roots": {k: str(Path(v).resolve()) for k, v in sorted(self.sources.items())},
             },
         )
-        return {"segments": f"{segs.num_rows:,} ({', '.join(f'{k}: {v:,}' for k, v in sorted(per_source.items()))})"}
+        facts = {"segments": f"{segs.num_rows:,} ({', '.join(f'{k}: {v:,}' for k, v in sorted(per_source.items()))})"}
+        if skipped:
+            facts["not audio (skipped)"] = ", ".join(f"{k}: {v:,}" for k, v in skipped.items())
+        return facts
 
 
 @dataclass
@@ -305,22 +396,27 @@ class PoolEmbedStage(Stage):
                 errors.add(segs[i]["clip_id"], reason, detail)
 
         for (source, rel), idxs in by_file.items():
+            wanted = {segs[i]["segment"]: i for i in idxs}
             try:
-                data = (Path(self.sources[source]) / rel).read_bytes()
+                with open(Path(self.sources[source]) / rel, "rb") as f:
+                    if sha256_open_file(f) != segs[idxs[0]]["source_sha256"]:
+                        changed = "the file changed since its segments were measured: rerun with --overwrite"
+                        fail(idxs, "source_changed", changed)
+                        continue
+                    clips: list[tuple[int, np.ndarray]] = []
+                    with audio.open_audio(f) as reader:  # streamed: 48 kHz blocks are the segments' windows
+                        for seg, block in enumerate(audio.standard_blocks(reader, CLAP_SAMPLE_RATE)):
+                            if seg in wanted:
+                                clips.append((wanted[seg], audio.window(block, 0, win48)[0]))
+                            if seg >= max(wanted):
+                                break
             except OSError as exc:
-                fail(idxs, "embed_read_failed", str(exc))
+                fail(idxs, "embed_read_failed", exc.strerror or type(exc).__name__)
                 continue
-            if sha256_bytes(data) != segs[idxs[0]]["source_sha256"]:
-                fail(
-                    idxs, "source_changed", "the file changed since its segments were measured: rerun with --overwrite"
-                )
-                continue
-            try:
-                mono48 = audio.load_standard(data, CLAP_SAMPLE_RATE)
             except audio.AudioDecodeError as exc:
                 fail(idxs, "embed_decode_failed", str(exc))
                 continue
-            pending.extend((i, audio.window(mono48, segs[i]["segment"], win48)[0]) for i in idxs)
+            pending.extend(clips)
             flush()
             if on_item:
                 on_item(1)

@@ -71,8 +71,10 @@ def test_faiss_index_on_request(embedded: Path, tiny_clap: Path, tmp_path: Path)
     PoolEmbedStage({"syn": "."}, model=str(tiny_clap), device="cpu", faiss_index=True).finalize(work)
     index = faiss.read_index(str(pool_dir(work) / "clap" / "index.faiss"))
     assert index.ntotal == 14 and index.d == 16
-    scores, ids = index.search(embeddings(work)[:3], 1)
-    assert ids[:, 0].tolist() == [0, 1, 2] and np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    vectors = embeddings(work)
+    scores, ids = index.search(vectors[:3], 1)
+    # each query finds itself, or a row with the same vector (two 5-s windows of one steady tone)
+    assert np.allclose(vectors[ids[:, 0]], vectors[:3], atol=1e-3) and np.allclose(scores[:, 0], 1.0, atol=1e-5)
     assert manifest(work)["clap"]["index_type"] == "IndexFlatIP"
 
 
