@@ -10,13 +10,17 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import typing
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from ..errors import EXIT_CANNOT_RUN, InputError, SonifyError
+from ..choices import Dtype, ExecutorKind
+from ..errors import EXIT_CANNOT_RUN, DeviceError, InputError, SonifyError
+from ..models.device import check_device_name
 from ..runner import RunOptions
 
 Workdir = Annotated[Path, typer.Option("--workdir", "-w", help="Work directory holding every stage's tables.")]
@@ -26,12 +30,34 @@ NumShards = Annotated[
 ]
 ShardIndex = Annotated[int | None, typer.Option("--shard-index", min=0, help="Which of the N parts this machine runs.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Discard shards made with other parameters.")]
-ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where shards run: local (process pool) or ray.")]
+ExecutorOpt = Annotated[
+    ExecutorKind, typer.Option("--executor", help="Where shards run: local (process pool) or ray actors.")
+]
 RayAddress = Annotated[
     str | None,
     typer.Option("--ray-address", help="Ray cluster to join with --executor ray (e.g. auto; default: local)."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _device_callback(value: str) -> str:
+    """Refuse a value that is no device in one line (the accepted forms and the devices here)."""
+    try:
+        return check_device_name(value)
+    except DeviceError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--device ")) from None
+
+
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        callback=_device_callback,
+        metavar="<auto|cpu|cuda|cuda:N|mps>",
+        help="Where models run (auto: cuda when present); a device this machine lacks is refused when a model loads.",
+    ),
+]
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Model precision (auto: bf16 on GPU, fp32 on CPU).")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,6 +120,12 @@ RUN_OPTIONS: dict[str, Any] = {
 }
 
 
+def _default(hint: Any, value: Any) -> Any:
+    """A RunOptions default as the CLI type wants it (the enum member for an enum option)."""
+    base = typing.get_args(hint)[0] if typing.get_args(hint) else hint
+    return base(value) if isinstance(base, type) and issubclass(base, Enum) and value is not None else value
+
+
 def stage_command(command: str) -> Callable[[F], F]:
     """Decorate `fn(..., run: RunOptions)`: the CLI gets the shared run options, `fn` gets them as one object.
 
@@ -106,13 +138,16 @@ def stage_command(command: str) -> Callable[[F], F]:
         own = [p for p in sig.parameters.values() if p.name != "run"]
         defaults = RunOptions()
         shared = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, name), annotation=hint)
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=_default(hint, getattr(defaults, name)), annotation=hint
+            )
             for name, hint in RUN_OPTIONS.items()
         ]
 
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            run = RunOptions(**{name: kwargs.pop(name) for name in RUN_OPTIONS if name in kwargs})
+            shared = {name: kwargs.pop(name) for name in RUN_OPTIONS if name in kwargs}
+            run = RunOptions(**{name: getattr(value, "value", value) for name, value in shared.items()})
             return fn(*args, run=run, **kwargs)
 
         params = own + shared

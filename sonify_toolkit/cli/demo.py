@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..demo import DEMO_CLAP, DEMO_VLM
-from .common import Overwrite, Workers, one_line_errors
+from .common import Device, Overwrite, Workers, one_line_errors
 
 
 @one_line_errors("demo")
@@ -21,7 +21,7 @@ def demo(
     tiny: Annotated[
         bool, typer.Option("--tiny", help="Skip the Hub: tiny random models, a smoke run whose pairings mean nothing.")
     ] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda ... (auto: cuda when present).")] = "auto",
+    device: Device = "auto",
     workers: Workers = 1,
     overwrite: Overwrite = False,
 ) -> None:

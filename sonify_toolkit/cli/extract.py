@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..choices import KeywordMatch
+from ..choices import Dtype, Engine, KeywordMatch
 from ..errors import InputError
 from ..settings import (
     DEFAULT_VLM,
@@ -28,7 +28,7 @@ from ..settings import (
     VLM_MAX_NEW_TOKENS,
 )
 from ..stages.extract import ExtractStage, filter_caption_dir
-from .common import RunOptions, Workdir, stage_command
+from .common import Device, DtypeOpt, RunOptions, Workdir, stage_command
 
 
 @stage_command("extract")
@@ -43,9 +43,9 @@ def extract(
     vlm: Annotated[
         list[str] | None, typer.Option("--vlm", help="VLM (Hub id or path); repeat for one run per model.")
     ] = None,
-    engine: Annotated[str, typer.Option("--engine", help="transformers (in process) or openai (a server).")] = (
-        "transformers"
-    ),
+    engine: Annotated[
+        Engine, typer.Option("--engine", help="transformers (in process) or openai (a vLLM/SGLang server).")
+    ] = Engine.transformers,
     hf_dataset: Annotated[
         str | None, typer.Option("--hf-dataset", help="Hugging Face image dataset (Hub id or local folder).")
     ] = None,
@@ -54,8 +54,8 @@ def extract(
     id_column: Annotated[
         str | None, typer.Option("--id-column", help="Dataset column of image ids (default: row index).")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (auto: cuda when present).")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
+    device: Device = "auto",
+    dtype: DtypeOpt = Dtype.auto,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per generate() call.")] = (
         VLM_BATCH_SIZE
     ),
@@ -136,9 +136,9 @@ def extract(
             split=split,
             image_column=image_column,
             id_column=id_column,
-            engine=engine,
+            engine=engine.value,
             device=device,
-            dtype=dtype,
+            dtype=dtype.value,
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             trust_remote_code=trust_remote_code,

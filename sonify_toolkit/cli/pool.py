@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
+from ..choices import Dtype
 from ..errors import InputError
 from ..pipeline import run_pool
 from ..settings import CLAP_BATCH_SIZE, DEFAULT_CLAP, DEFAULT_WORKDIR, POOL_FILES_PER_SHARD
 from .common import (
+    Device,
+    DtypeOpt,
     RunOptions,
     Workdir,
     parse_assignments,
@@ -33,8 +36,8 @@ def pool(
     no_embed: Annotated[
         bool, typer.Option("--no-embed", help="Loudness and checksums only (enough to render).")
     ] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (auto: cuda when present).")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
+    device: Device = "auto",
+    dtype: DtypeOpt = Dtype.auto,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -62,7 +65,7 @@ def pool(
             sources,
             model=clap,
             device=device,
-            dtype=dtype,
+            dtype=dtype.value,
             batch_size=batch_size,
             files_per_shard=shard_size,
             workdir=str(workdir),

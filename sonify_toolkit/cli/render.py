@@ -7,9 +7,12 @@ from typing import Annotated
 
 import typer
 
+from ..choices import RenderFormat
 from ..errors import InputError
-from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_CACHE_MB, RENDER_FORMAT, RENDER_FORMATS
+from ..settings import PAIRS_PER_RENDER_SHARD, RENDER_CACHE_MB, RENDER_FORMAT
 from .common import RunOptions, parse_collections, stage_command
+
+DEFAULT_FORMAT = RenderFormat(RENDER_FORMAT)
 
 
 @stage_command("render")
@@ -18,8 +21,8 @@ def render(
     source: Annotated[list[str], typer.Option("--source", help="Local copy of a collection as NAME=ROOT; repeatable.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (audio files + index, or an HF dataset).")],
     format: Annotated[
-        str, typer.Option("--format", help=f"Output: {', '.join(RENDER_FORMATS)} (hf: parquet with FLAC bytes).")
-    ] = RENDER_FORMAT,
+        RenderFormat, typer.Option("--format", help="Audio files (flac, wav) or an HF dataset (hf: parquet, FLAC).")
+    ] = DEFAULT_FORMAT,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the sha256 check of source files.")] = False,
     cache_mb: Annotated[
         int, typer.Option("--cache-mb", min=0, help="Decoded-file cache per worker (MB).")
@@ -40,7 +43,7 @@ def render(
         pairs,
         {name: str(Path(root).resolve()) for name, root in roots.items()},
         out=str(out),
-        format=format.lower(),
+        format=format.value,
         verify=not no_verify,
         pairs_per_shard=shard_size,
         cache_mb=cache_mb,

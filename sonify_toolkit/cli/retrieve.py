@@ -7,9 +7,12 @@ from typing import Annotated
 
 import typer
 
+from ..choices import ConceptText, Dtype, IndexKind
 from ..pipeline import run_retrieve
 from ..settings import CLAP_BATCH_SIZE, DEFAULT_WORKDIR, LUFS_MAX, LUFS_MIN, SEED, TOP_K
 from .common import (
+    Device,
+    DtypeOpt,
     RunOptions,
     Workdir,
     stage_command,
@@ -24,8 +27,9 @@ def retrieve(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Pool matches per concept (k of Algorithm 1).")] = TOP_K,
     concept_text: Annotated[
-        str, typer.Option("--concept-text", help="What CLAP reads: description, name or both ('name: description').")
-    ] = "description",
+        ConceptText,
+        typer.Option("--concept-text", help="What CLAP reads: description, name or both ('name: description')."),
+    ] = ConceptText.description,
     seed: Annotated[int, typer.Option("--seed", help="Global seed of the draws and target loudness.")] = SEED,
     lufs_min: Annotated[float, typer.Option("--lufs-min", help="Lowest target loudness per source.")] = LUFS_MIN,
     lufs_max: Annotated[float, typer.Option("--lufs-max", help="Highest target loudness per source.")] = LUFS_MAX,
@@ -34,16 +38,14 @@ def retrieve(
         typer.Option("--max-reuse", min=1, help="Use a clip at most N times, moving on to the next candidate (off)."),
     ] = None,
     index: Annotated[
-        str,
-        typer.Option(
-            "--index", help="exact (default), flat (faiss exact), or ivf / hnsw for huge pools (recall printed)."
-        ),
-    ] = "exact",
+        IndexKind,
+        typer.Option("--index", help="exact (matmul), flat (faiss exact), ivf / hnsw for huge pools (recall printed)."),
+    ] = IndexKind.exact,
     nlist: Annotated[int | None, typer.Option("--nlist", min=1, help="IVF cells (default 4*sqrt(pool)).")] = None,
     nprobe: Annotated[int, typer.Option("--nprobe", min=1, help="IVF cells visited per query.")] = 32,
     ef_search: Annotated[int, typer.Option("--ef-search", min=1, help="HNSW search breadth.")] = 128,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (auto: cuda when present).")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
+    device: Device = "auto",
+    dtype: DtypeOpt = Dtype.auto,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="CLAP text batch size.")] = CLAP_BATCH_SIZE,
     *,
     run: RunOptions,
@@ -56,10 +58,10 @@ def retrieve(
         workdir=str(workdir),
         clap=pool_clap(workdir, clap),
         top_k=top_k,
-        concept_text=concept_text,
-        index=IndexSpec(index, nlist=nlist, nprobe=nprobe, ef_search=ef_search),
+        concept_text=concept_text.value,
+        index=IndexSpec(index.value, nlist=nlist, nprobe=nprobe, ef_search=ef_search),
         device=device,
-        dtype=dtype,
+        dtype=dtype.value,
         batch_size=batch_size,
     )
     pairs = RetrievePairsStage(

@@ -57,7 +57,8 @@ def load_device(device: str | None) -> str:
     here = available_devices()
     present = resolved in here or (resolved == "cuda" and any(d.startswith("cuda:") for d in here))
     if not present:
-        raise DeviceError(f"--device {device}: this machine has no {resolved} (devices here: {', '.join(here)})")
+        kind = "CUDA" if resolved.startswith("cuda") else resolved.upper()
+        raise DeviceError(f"--device {device}: no {kind} device is visible here (devices here: {', '.join(here)})")
     return resolved
 
 

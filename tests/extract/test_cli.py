@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from sonify_toolkit import schema
-from sonify_toolkit.cli.extract import extract
+from sonify_toolkit.cli import app as sonify_app
 from sonify_toolkit.shards import StageDir
 
 from .conftest import FakeServer, color_images
@@ -17,14 +17,7 @@ from .conftest import FakeServer, color_images
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("extract")(extract)
-
-    @app.callback()
-    def _root() -> None:  # keeps `extract` a subcommand, as in the real `sonify` app
-        pass
-
-    return app
+    return sonify_app  # the real `sonify` app: its usage errors are one line too
 
 
 def test_transformers_engine_cli(app: typer.Typer, tiny_llava: Path, tmp_path: Path) -> None:
@@ -63,8 +56,8 @@ def test_openai_engine_cli_two_vlms_key_from_env(app: typer.Typer, openai_server
         ([], "give image folders"),
         (["/no/such/folder"], "does not exist"),
         (["{pics}", "--engine", "openai"], "--base-url"),
-        (["{pics}", "--engine", "nope"], "unknown engine"),
-        (["{pics}", "--dtype", "fp8"], "unknown --dtype 'fp8'"),
+        (["{pics}", "--engine", "nope"], "'nope' is not one of 'transformers', 'openai'"),
+        (["{pics}", "--dtype", "fp8"], "'fp8' is not one of 'auto', 'fp32', 'bf16', 'fp16'"),
         (["{pics}", "--prompt-file", "/no/such/prompt.txt"], "No such file or directory: '/no/such/prompt.txt'"),
     ],
 )

@@ -37,4 +37,4 @@ def test_unknown_dtype_is_a_one_line_error(tmp_path: Path, sample_sounds: Path, 
     args = ["pool", f"demo={sample_sounds}", "-w", str(tmp_path), "--clap", str(tiny_clap), "--dtype", "fp8"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
-    assert "sonify pool: error: unknown --dtype 'fp8'" in result.output
+    assert "sonify pool: error: Invalid value for '--dtype': 'fp8' is not one of" in result.output
