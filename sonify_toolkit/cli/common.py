@@ -19,9 +19,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ..choices import Dtype, ExecutorKind
-from ..errors import EXIT_CANNOT_RUN, DeviceError, InputError, SonifyError
+from ..errors import EXIT_CANNOT_RUN, EXIT_ITEM_ERRORS, DeviceError, InputError, SonifyError
 from ..models.device import check_device_name
-from ..runner import RunOptions
+from ..runner import RunOptions, RunSummary, collect_summaries
 
 Workdir = Annotated[Path, typer.Option("--workdir", "-w", help="Work directory holding every stage's tables.")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Local worker processes (each loads its own model).")]
@@ -120,6 +120,16 @@ RUN_OPTIONS: dict[str, Any] = {
 }
 
 
+def exit_on_item_errors(command: str, summaries: list[RunSummary]) -> None:
+    """Exit 3 (after the summary) when any stage of the command left error rows: the run finished, items failed."""
+    failed = [s for s in summaries if s.error_count]
+    if not failed:
+        return
+    detail = ", ".join(f"{s.stage}: {s.error_count:,} in {s.stage_dir / 'errors'}" for s in failed)
+    print(f"sonify {command}: finished with item errors ({detail}); exit {EXIT_ITEM_ERRORS}", file=sys.stderr)
+    raise typer.Exit(EXIT_ITEM_ERRORS)
+
+
 def _default(hint: Any, value: Any) -> Any:
     """A RunOptions default as the CLI type wants it (the enum member for an enum option)."""
     base = typing.get_args(hint)[0] if typing.get_args(hint) else hint
@@ -148,7 +158,10 @@ def stage_command(command: str) -> Callable[[F], F]:
         def inner(*args: Any, **kwargs: Any) -> Any:
             shared = {name: kwargs.pop(name) for name in RUN_OPTIONS if name in kwargs}
             run = RunOptions(**{name: getattr(value, "value", value) for name, value in shared.items()})
-            return fn(*args, run=run, **kwargs)
+            with collect_summaries() as summaries:
+                result = fn(*args, run=run, **kwargs)
+            exit_on_item_errors(command, summaries)
+            return result
 
         params = own + shared
         inner.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]

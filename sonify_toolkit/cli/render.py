@@ -32,6 +32,7 @@ def render(
     run: RunOptions,
 ) -> None:
     """Rebuild each pair's 5-s, 16 kHz mono mix: verify, decode, loudness-normalise and sum its sources."""
+    from ..pair_collections import check_collection_names, collections_line, source_counts
     from ..stages.render import RenderStage, check_output_dir  # the audio stack: only when rendering
 
     roots = parse_collections(source, "--source")
@@ -39,13 +40,17 @@ def render(
         if not Path(root).is_dir():
             raise InputError(f"collection '{name}': root {root} is not a folder")
     check_output_dir(out)
+    resolved = {name: str(Path(root).resolve()) for name, root in roots.items()}
     stage = RenderStage(
         pairs,
-        {name: str(Path(root).resolve()) for name, root in roots.items()},
+        resolved,
         out=str(out),
         format=format.value,
         verify=not no_verify,
         pairs_per_shard=shard_size,
         cache_mb=cache_mb,
     )
+    used = source_counts(stage.source)
+    check_collection_names(resolved, used)
     run.run(stage, out)
+    print(collections_line(resolved, used))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from sonify_toolkit.cli import app
+from sonify_toolkit.errors import EXIT_ITEM_ERRORS
 
 from .conftest import pair, read_dir_bytes, table_of, write_pairs
 
@@ -15,18 +16,18 @@ def test_cli_end_to_end_with_workers_and_errors(good_pairs, make_source, roots, 
     src = ["--source", f"alpha={roots['alpha']}", "--source", f"beta={roots['beta']}"]
     runner = CliRunner()
     one = runner.invoke(app, ["render", str(folder), *src, "--out", str(tmp_path / "one"), "-q", "--shard-size", "4"])
-    assert one.exit_code == 0, one.output
+    assert one.exit_code == EXIT_ITEM_ERRORS, one.output  # finished, with one error row
     assert "missing in alpha" in one.output and "1 file(s) (missing_file: 1)" in one.output
     assert "rendered" in one.output and "10 of 11 pairs" in one.output
     two = runner.invoke(
         app,
         ["render", str(folder), *src, "--out", str(tmp_path / "two"), "-q", "--shard-size", "4", "--workers", "2"],
     )
-    assert two.exit_code == 0, two.output
+    assert two.exit_code == EXIT_ITEM_ERRORS, two.output
     assert read_dir_bytes(tmp_path / "one", "audio/**/*") == read_dir_bytes(tmp_path / "two", "audio/**/*")
     assert table_of(tmp_path / "one", "index").equals(table_of(tmp_path / "two", "index"))
     again = runner.invoke(app, ["render", str(folder), *src, "--out", str(tmp_path / "one"), "-q", "--shard-size", "4"])
-    assert again.exit_code == 0 and "0 done now, 3 skipped" in again.output
+    assert again.exit_code == EXIT_ITEM_ERRORS and "0 done now, 3 skipped" in again.output
 
 
 def test_cli_refuses_bad_arguments_in_one_line(good_pairs, roots, tmp_path):
