@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from . import schema
 from .errors import InputError
+from .hub_ids import hub_dataset_name
 from .shards import STAGE_FILE, StageDir, fingerprint
 
 HF_PREFIX = "hf://"
@@ -136,10 +137,8 @@ def open_pairs(spec: str | Path) -> PairSource:
     stage, complete shards only), a pairs stage folder, a release (`data/train-*.parquet`) or a
     folder of parquet files."""
     text = str(spec)
-    if text.startswith(HF_PREFIX):
-        name = text[len(HF_PREFIX) :].strip("/")
-        if not name:
-            raise PairSourceError(f"expected hf://ORG/NAME, got {text!r}")
+    name = hub_dataset_name(text)  # hf://ORG/NAME or hf://datasets/ORG/NAME
+    if name is not None:
         return HubPairs(text, name)
     folder = Path(text)
     if not folder.is_dir():

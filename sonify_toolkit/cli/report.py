@@ -8,12 +8,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..hub_ids import local_release
 from .common import one_line_errors, parse_collections
 
 
 @one_line_errors("report")
 def report(
-    source: Annotated[Path, typer.Argument(help="A work directory or a release folder.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A work directory, a release folder, or a Hub release (hf://ORG/NAME, hf://datasets/ORG/NAME)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for index.html and its files.")],
     rendered: Annotated[
         Path | None, typer.Option("--rendered", help="A `sonify render` output folder (default: WORKDIR/render).")
@@ -31,7 +37,7 @@ def report(
     from ..report import build_report  # jinja2 + matplotlib: only when a report is built
 
     summary = build_report(
-        source,
+        local_release(source),
         out,
         rendered=rendered,
         source_roots=parse_collections(sources, "--source"),
