@@ -27,6 +27,7 @@ from .executors import Executor, InlineExecutor, ShardSelection, make_executor
 from .leases import LeaseKeeper, held_lock, read_lease, sweep_temporaries
 from .shards import StageDir, fingerprint, shard_name
 from .stage import Shard, Stage
+from .workdir import mark_workdir
 
 
 @dataclass
@@ -181,6 +182,8 @@ def run_stage(
     sd = StageDir(stage.output_dir(workdir))
     keeper = LeaseKeeper(lease_ttl)
     generation = sd.prepare(stage.name, {**params, "plan": plan_hash}, len(shards), overwrite=overwrite, argv=argv)
+    if sd.path.resolve() != Path(workdir).resolve():  # render's --out is a stage folder, not a work directory
+        mark_workdir(workdir)
     sweep_temporaries(sd.path, keeper.ttl)
 
     mine = selection.take(shards)
@@ -377,6 +380,20 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console.print(t)
 
 
+_COLLECTORS: list[list[RunSummary]] = []
+
+
+@contextlib.contextmanager
+def collect_summaries() -> Iterator[list[RunSummary]]:
+    """Every summary `RunOptions.run` prints inside the block: the CLI's exit code reads their errors."""
+    sink: list[RunSummary] = []
+    _COLLECTORS.append(sink)
+    try:
+        yield sink
+    finally:
+        _COLLECTORS.remove(sink)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How and where a stage command runs its shards: the options every stage command shares."""
@@ -411,4 +428,6 @@ class RunOptions:
             print(f"{argv[0]} {stage.name}: {stop.line}", file=sys.stderr, flush=True)
             raise SystemExit(stop.exit_code) from None
         print_summary(summary, console or Console())
+        for sink in _COLLECTORS:
+            sink.append(summary)
         return summary

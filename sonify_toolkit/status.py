@@ -20,6 +20,7 @@ from rich.table import Table
 from .errors import InputError
 from .shards import StageDir
 from .stats import find_stage_dirs, is_smoke_run, read_pool_manifest
+from .workdir import WORKDIR_MARKER, is_workdir, workdirs_below
 
 # stage name (as recorded in _stage.json) -> the `sonify` command that runs it (for folders without "argv")
 COMMANDS = {
@@ -76,6 +77,14 @@ def workdir_status(workdir: str | Path) -> list[StageStatus]:
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise InputError(f"no work directory at {workdir}")
+    if not is_workdir(workdir):
+        below = workdirs_below(workdir)
+        hint = (
+            f"; work directories below it: {', '.join(str(p) for p in below[:5])}"
+            if below
+            else f" (stages write {WORKDIR_MARKER} when they first run in one)"
+        )
+        raise InputError(f"{workdir} is not a sonify work directory{hint}")
     found = [stage_status(rel, sd) for rel, sd in find_stage_dirs(workdir).items()]
     return sorted(found, key=lambda s: (ORDER.index(s.stage) if s.stage in ORDER else len(ORDER), s.path))
 

@@ -94,7 +94,8 @@ def test_status_does_not_import_the_cli() -> None:
 
 
 def test_empty_and_missing_workdir(tmp_path: Path) -> None:
-    assert "no stage has run yet" in _run(tmp_path)
+    empty = CliRunner().invoke(app, ["status", "--workdir", str(tmp_path)])  # no marker: not a work directory
+    assert empty.exit_code == 2 and "is not a sonify work directory" in empty.output
     result = CliRunner().invoke(app, ["status", "--workdir", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no work directory" in result.output
 
