@@ -25,6 +25,7 @@ from PIL import Image
 from ..errors import ModelLoadError
 from ..settings import VLM_BATCH_SIZE, VLM_MAX_NEW_TOKENS, VLM_RETRY_TEMPERATURE
 from .device import load_device, torch_dtype
+from .loading import load_failure_reason, load_pretrained
 from .vlm_engine import Generation
 
 
@@ -180,21 +181,28 @@ def _load_processor(model: str, tokenizer: str | None, kw: dict[str, Any]) -> An
     from transformers import AutoProcessor, AutoTokenizer
 
     if tokenizer is not None:
-        try:
-            return AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=kw["trust_remote_code"])
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot load the tokenizer {tokenizer}: {exc}") from exc
+        return load_pretrained(
+            AutoTokenizer.from_pretrained,
+            tokenizer,
+            what="tokenizer",
+            option="--tokenizer",
+            trust_remote_code=kw["trust_remote_code"],
+        )
     try:  # not found, offline, or a folder transformers does not recognise: the user's choice of --vlm
         return AutoProcessor.from_pretrained(model, **kw)
     except (OSError, ValueError) as exc:
         if not kw["trust_remote_code"]:
-            raise ModelLoadError(f"cannot load the processor of {model}: {exc}") from exc
+            raise ModelLoadError(
+                f"cannot load the VLM '{model}': {load_failure_reason(model, exc)}; "
+                "pass a local folder with --vlm PATH (a save_pretrained or `hf download` copy)"
+            ) from exc
         first = exc
     try:  # remote-code checkpoints that build their own inputs (CogVLM2) need only their tokenizer
         return AutoTokenizer.from_pretrained(model, **kw)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
-            f"cannot load the processor or tokenizer of {model}: {first}; a checkpoint without a tokenizer "
+            f"cannot load the processor or tokenizer of '{model}': {load_failure_reason(model, first)}; "
+            "pass a local folder with --vlm PATH; a checkpoint without a tokenizer "
             "(THUDM/cogvlm-chat-hf) needs --tokenizer (lmsys/vicuna-7b-v1.5)"
         ) from exc
 

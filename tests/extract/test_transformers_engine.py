@@ -48,7 +48,7 @@ def test_model_errors_become_generation_errors(engine: TransformersVLM) -> None:
 
 
 def test_not_a_vlm_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=f"cannot load the processor of {tmp_path}"):
+    with pytest.raises(ModelLoadError, match=f"cannot load the VLM '{tmp_path}': the folder exists"):
         TransformersVLM(str(tmp_path), device="cpu")
 
 
