@@ -217,6 +217,8 @@ def preload(step: str) -> None:
     import sonify_toolkit.stats
 
     if step.startswith("search"):
+        import torch  # noqa: F401  (the search imports it lazily; in `sonify retrieve` CLAP has loaded it)
+
         import sonify_toolkit.vector_index
     if step.startswith("publish"):
         import sonify_toolkit.stages.publish
@@ -327,12 +329,23 @@ def render_sample(root: Path, n_pairs: int) -> dict:
     return {"items": int(summary.counters.get("rendered", 0)), "unit": "pairs", "stage_s": time.perf_counter() - t0}
 
 
+def peak_rss_kb() -> int:
+    """This process's peak RSS: VmHWM, which starts afresh at exec (ru_maxrss keeps the forking parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(step: str, root: Path, args: argparse.Namespace) -> None:
     preload(step)
     t0 = time.perf_counter()
     out = run_step(step, root, args)
     out["seconds"] = out.pop("stage_s", time.perf_counter() - t0)
-    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    out["peak_rss_gb"] = peak_rss_kb() / 1024**2
     print("RESULT " + json.dumps(out))
 
 
