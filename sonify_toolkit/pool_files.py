@@ -112,6 +112,11 @@ class PoolVectors:
                 yield start + s, np.asarray(file.array[s : s + rows], dtype=np.float32)
                 file.release(s, min(n, s + rows))
 
+    def release(self) -> None:
+        """Drop every page of the pool from this process (after random reads such as a rescoring pass)."""
+        for file in self._files:
+            file.release(0, file.array.shape[0])
+
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Rows by pool index, any shape: (*rows.shape, dim) float32."""
         flat = np.asarray(rows, dtype=np.int64).reshape(-1)

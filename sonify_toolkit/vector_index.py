@@ -133,6 +133,8 @@ class ExactIndex:
             return np.zeros((len(q), k), np.float32), np.zeros((len(q), k), np.int64)
         rows = self.candidates(q, k)
         scores, rows = canonical_order(rescore(self.vectors, q, rows).astype(np.float32), rows)
+        if hasattr(self.vectors, "release"):
+            self.vectors.release()  # the rescoring's random reads: resident pages stay bounded per search
         return scores[:, :k], rows[:, :k]
 
 
