@@ -145,6 +145,8 @@ class _Reader:
 
     def chunks(self, start: int = 0) -> Iterator[np.ndarray]:
         """Checked chunks from input frame `start` (seeking where exact, else decoding from the start)."""
+        if self.header.exact_seek and self.header.frames is not None and start >= self.header.frames:
+            return  # past the end: nothing to read (a seek there is an error in libsndfile)
         position = start if self.header.exact_seek else 0
         for data in self._raw_chunks(start if self.header.exact_seek else 0):
             self.frames_decoded += len(data)
@@ -198,7 +200,7 @@ def _frame_to_float(frame) -> np.ndarray:
     """An FFmpeg audio frame as float32 (frames, channels), integer formats scaled to full scale 1.0."""
     fmt = frame.format
     data = frame.to_ndarray()
-    channels = frame.layout.nb_channels
+    channels = len(frame.layout.channels)
     data = data.T if fmt.is_planar else data.reshape(-1, channels)
     base = fmt.name.rstrip("p")
     if base == "u8":
@@ -225,7 +227,7 @@ class _FFmpegReader(_Reader):
         else:
             seconds = None
         rate = int(ctx.sample_rate or 0)
-        channels = int(ctx.layout.nb_channels) if ctx.layout is not None else 0
+        channels = len(ctx.layout.channels) if ctx.layout is not None else 0
         self.header = AudioHeader(rate, channels, None, seconds, "ffmpeg", False)
         super().__init__(max_seconds, check_samples=True)
 

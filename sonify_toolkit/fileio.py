@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 
 class UnsafePathError(ValueError):
@@ -24,6 +25,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_open_file(f: BinaryIO, chunk: int = 1 << 20) -> str:
+    """The sha256 of an open file from its start, leaving it at the start for a decoder: the bytes
+    hashed and the bytes decoded then come from the same open file, never a second, changed one."""
+    h = hashlib.sha256()
+    f.seek(0)
+    while block := f.read(chunk):
+        h.update(block)
+    f.seek(0)
+    return h.hexdigest()
 
 
 def find_files(root: str | Path, extensions: Iterable[str]) -> list[str]:

@@ -1,15 +1,17 @@
 """A pair row -> its soundtrack: the render core, shared by the render stage, the report and the recipe.
 
 A pair row alone is enough (no pool index, no model). For each source: resolve `ROOT/path`
-safely, check the file's sha256, decode and standardise the whole file exactly as the pool did
-(so `clip_lufs` holds), cut the 5-s window, apply `target_lufs - clip_lufs` dB; then sum, and
-scale the whole mix down if it would clip (paper 3.3, A.9).
+safely, check the file's sha256, standardise its 5-s window exactly as the pool did (the same
+block of `audio.standard_blocks`, so `clip_lufs` holds, byte for byte, whether the window is read
+alone or cut from the whole file), apply `target_lufs - clip_lufs` dB; then sum, and scale the
+whole mix down if it would clip (paper 3.3, A.9).
 
 * `resolve_source` / `load_window`: a source row's checked path and raw window (`SourceError`).
 * `render_source` / `render_pair`: one source / one pair from a row and the roots; a pair raises
   `PairRenderError` naming the pair and every failing source.
-* `FileCache`: standardised files kept per worker, LRU-bounded in bytes, because at scale a few
-  clips serve thousands of pairs; `reuse_order` orders a batch of pairs so that reuse hits it.
+* `FileCache`: a file's first uses read only their window; a file used more is decoded whole and
+  kept per worker, LRU-bounded in bytes, because at scale a few clips serve thousands of pairs;
+  `reuse_order` orders a batch of pairs so that reuse hits it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from . import audio, pair_rows
 from .error_text import scrub
-from .fileio import UnsafePathError, safe_join, sha256_bytes
+from .fileio import UnsafePathError, safe_join, sha256_open_file
 from .settings import RENDER_CACHE_MB, SAMPLE_RATE, SEGMENT_FRAMES
 
 PEAK_CEILING = 1.0  # full scale: a mix whose peak exceeds it is scaled down as a whole
@@ -59,30 +61,86 @@ class PairRenderError(Exception):
         return self.errors[0].reason if self.errors else "no_sources"
 
 
-# --- the per-worker cache of standardised files ------------------------------------------------------
+# --- reading a source's audio: a window alone, or the whole file cached per worker -------------------
 @dataclass
 class CachedFile:
-    """A decoded, standardised file (or why it could not be), with the sha256 of its bytes."""
+    """A decoded, standardised file, or one window of it (or why it could not be read), with the
+    sha256 of the file's bytes, its length by its header and the input seconds decoded to get it."""
 
     signal: np.ndarray | None
     sha256: str | None
     error: tuple[str, str] | None = None
+    first_segment: int = 0  # `signal` starts at this 5-s segment (a window read holds one segment)
+    seconds: float | None = None
+    decoded_seconds: float = 0.0
 
     @property
     def nbytes(self) -> int:
         return 0 if self.signal is None else int(self.signal.nbytes)
 
+    def window(self, segment: int) -> np.ndarray | None:
+        """Segment `segment`, zero-padded to 5 s; None when it starts past the end of the file."""
+        assert self.signal is not None
+        start = (segment - self.first_segment) * SEGMENT_FRAMES
+        if start < 0 or start >= len(self.signal):
+            return None
+        return audio.window(self.signal, segment - self.first_segment)[0]
+
+
+def _read(path: Path, segment: int | None) -> CachedFile:
+    """Open once, hash and decode the same open file (what is verified is exactly what is rendered):
+    the whole standardised file, or only what segment `segment`'s block needs (a few seconds of input)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return CachedFile(None, None, ("missing_file", "no such file"))
+    except OSError as exc:
+        return CachedFile(None, None, ("unreadable_file", exc.strerror or type(exc).__name__))
+    digest = None
+    with f:
+        try:
+            digest = sha256_open_file(f)
+            with audio.open_audio(f) as reader:
+                first = 0 if segment is None else segment
+                blocks = list(audio.standard_blocks(reader, SAMPLE_RATE, first, None if segment is None else first + 1))
+                rate = reader.header.sample_rate
+                decoded = reader.frames_decoded / rate
+                seconds = reader.header.seconds
+        except OSError as exc:
+            return CachedFile(None, digest, ("unreadable_file", exc.strerror or type(exc).__name__))
+        except audio.AudioDecodeError as exc:
+            return CachedFile(None, digest, ("undecodable_audio", str(exc)))
+    if segment is None and not blocks:
+        return CachedFile(None, digest, ("undecodable_audio", "no audio frames at 16 kHz"), seconds=seconds)
+    signal = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    signal.setflags(write=False)  # shared by every pair that uses the file
+    return CachedFile(signal, digest, None, 0 if segment is None else segment, seconds, decoded)
+
+
+def load_file(path: Path) -> CachedFile:
+    """The whole standardised file (streamed in 5-s blocks), with the sha256 of its bytes."""
+    return _read(path, None)
+
+
+def load_file_window(path: Path, segment: int) -> CachedFile:
+    """Only segment `segment` of the standardised file, byte-identical to cutting it from `load_file`:
+    the same block computed alone (exact seeks for PCM/FLAC; other formats decode from the start to it)."""
+    return _read(path, segment)
+
 
 @dataclass
 class FileCache:
-    """LRU of standardised 16 kHz files bounded by `max_bytes`: each file is read and decoded once
-    while it stays hot, instead of once per pair that uses it."""
+    """Per-worker reads of source files. A file's first uses read only their window; once the windows
+    read have cost as much decoding as the whole file would (at most twice the best choice made
+    knowing the future), the whole standardised file is decoded and kept, LRU-bounded by `max_bytes`.
+    A file used once is never decoded whole; a hot file is decoded once while it stays cached."""
 
     max_bytes: int = RENDER_CACHE_MB << 20
     entries: OrderedDict[str, CachedFile] = field(default_factory=OrderedDict)
     size: int = 0
     stats: Counter[str] = field(default_factory=Counter)
     paths: dict[tuple[str, str], Path] = field(default_factory=dict)  # checked (root, relpath) -> file
+    spent: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # file -> (s decoded, length s)
 
     def resolve(self, roots: Roots, source_row: Mapping[str, Any]) -> Path:
         """`resolve_source`, remembered: resolving a path costs more than mixing its window."""
@@ -92,15 +150,24 @@ class FileCache:
             path = self.paths[key] = resolve_source(roots, source_row)
         return path
 
-    def get(self, path: Path) -> CachedFile:
+    def get(self, path: Path, segment: int | None = None) -> CachedFile:
+        """The file whole (cached), or, for `segment`, its window or the whole file, whichever is cheaper."""
         key = str(path)
         hit = self.entries.get(key)
         if hit is not None:
             self.entries.move_to_end(key)
             self.stats["cache_hits"] += 1
             return hit
+        spent, seconds = self.spent.get(key, (0.0, None))
+        fits = seconds is not None and seconds * SAMPLE_RATE * 4 <= self.max_bytes
+        if segment is not None and not (fits and seconds is not None and spent >= seconds):
+            self.stats["windows_decoded"] += 1
+            entry = load_file_window(path, segment)
+            self.spent[key] = (spent + entry.decoded_seconds, entry.seconds)
+            return entry
         self.stats["files_decoded"] += 1
         entry = load_file(path)
+        self.spent.pop(key, None)
         if entry.nbytes <= self.max_bytes:
             self.entries[key] = entry
             self.size += entry.nbytes
@@ -109,23 +176,6 @@ class FileCache:
                 self.size -= old.nbytes
                 self.stats["cache_evictions"] += 1
         return entry
-
-
-def load_file(path: Path) -> CachedFile:
-    """Read once, hash and decode the same bytes: what is verified is exactly what is rendered."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        return CachedFile(None, None, ("missing_file", str(exc)))
-    except OSError as exc:
-        return CachedFile(None, None, ("unreadable_file", str(exc)))
-    digest = sha256_bytes(data)
-    try:
-        signal = audio.load_standard(data, SAMPLE_RATE)
-    except audio.AudioDecodeError as exc:
-        return CachedFile(None, digest, ("undecodable_audio", str(exc)))
-    signal.setflags(write=False)  # shared by every pair that uses the file
-    return CachedFile(signal, digest)
 
 
 # --- one source ---------------------------------------------------------------------------------------
@@ -159,25 +209,22 @@ def load_window(
 ) -> np.ndarray:
     """The row's raw 5-s window of its standardised file (zero-padded like the pool's last segment)."""
     source_row = _check_row(source_row)
+    segment = int(source_row["segment"])
     if cache is None:
-        path = resolve_source(roots, source_row)
-        entry = load_file(path)
+        entry = load_file_window(resolve_source(roots, source_row), segment)
     else:
-        path = cache.resolve(roots, source_row)
-        entry = cache.get(path)
+        entry = cache.get(cache.resolve(roots, source_row), segment)
     if entry.error is not None and entry.error[0] != "undecodable_audio":
         raise SourceError(*entry.error)
     if verify and entry.sha256 != source_row.get("source_sha256"):
         raise SourceError("sha256_mismatch", f"file sha256 {entry.sha256} != {source_row.get('source_sha256')}")
     if entry.error is not None:
         raise SourceError(*entry.error)
-    assert entry.signal is not None
-    segment = int(source_row["segment"])
-    if segment * SEGMENT_FRAMES >= len(entry.signal):
-        raise SourceError(
-            "window_past_end", f"segment {segment} starts past the end ({len(entry.signal) / SAMPLE_RATE:.2f} s)"
-        )
-    return audio.window(entry.signal, segment)[0]
+    win = entry.window(segment)
+    if win is None:
+        length = "" if entry.seconds is None else f" ({entry.seconds:.2f} s)"
+        raise SourceError("window_past_end", f"segment {segment} starts past the end{length}")
+    return win
 
 
 def render_source(

@@ -17,20 +17,19 @@ the command runs the two stages in is `pipeline.run_pool`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from .. import audio, schema
 from ..errors import InputError
-from ..fileio import scan_tree, sha256_file
+from ..fileio import scan_tree, sha256_file, sha256_open_file
 from ..labels import LabelFileError, LabelMap, read_labels
 from ..pool_files import pool_dir, pool_vectors, update_manifest
 from ..settings import (
@@ -115,17 +114,6 @@ def _timed(blocks: Iterator[np.ndarray], timer: StatsTimer, frames: list[int]) -
             return
         frames[0] += len(block)
         yield block
-
-
-def sha256_open_file(f: BinaryIO, chunk_bytes: int = 1 << 20) -> str:
-    """The sha256 of an open file from its start, leaving it at the start for the decoder: the bytes
-    hashed and the bytes decoded come from the same open file."""
-    h = hashlib.sha256()
-    f.seek(0)
-    while block := f.read(chunk_bytes):
-        h.update(block)
-    f.seek(0)
-    return h.hexdigest()
 
 
 # Plan items: (collection, path) a file to read; (collection, path, reason, detail) an entry that cannot
