@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from sonify_toolkit import schema
 from sonify_toolkit.cli import app as sonify_app
+from sonify_toolkit.errors import EXIT_ITEM_ERRORS
 from sonify_toolkit.shards import StageDir
 
 from .conftest import FakeServer, color_images
@@ -27,10 +28,12 @@ def test_transformers_engine_cli(app: typer.Typer, tiny_llava: Path, tmp_path: P
     args = ["extract", str(pics), "-w", str(tmp_path / "w"), "--vlm", str(tiny_llava), "--device", "cpu"]
     args += ["--max-new-tokens", "6", "--batch-size", "2", "--prompt-file", str(prompt), "--quiet"]
     res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, res.output
-    assert "images/s" in res.output and "tokens/s" in res.output
     sd = StageDir(tmp_path / "w" / "concepts" / "llava")
-    assert sd.read_table("", schema.CONCEPTS).num_rows == 3
+    table = sd.read_table("", schema.CONCEPTS)
+    errors = sum(e is not None for e in table.column("error").to_pylist())  # noise: unparsable answers are items
+    assert res.exit_code == (EXIT_ITEM_ERRORS if errors else 0), res.output
+    assert "images/s" in res.output and "tokens/s" in res.output
+    assert table.num_rows == 3
     assert sd.manifest()["params"]["prompt"] == "Name up to 5 sounds."
 
 
