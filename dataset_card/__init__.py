@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -14,14 +16,19 @@ from sonify_toolkit.stats import RunData, flat_params, image_sources, size_categ
 from .licenses import licence_rows
 
 TEMPLATE = "README.md.jinja"
+CARD_LANGUAGE = "en"  # the language of the extraction prompt, hence of the concepts and captions
 TAGS = ["audio", "image", "audio-to-image", "image-sonification", "sound-effects", "clap", "sonify"]
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!])")
+
+
 def _md(value: Any) -> str:
-    """A value safe inside a markdown table cell."""
+    """A value safe inside a markdown table cell: VLM text (concepts) never becomes HTML, a link or emphasis."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= 300 else text[:297] + "..."
+    text = " ".join(text.split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def card_data(
@@ -61,6 +68,7 @@ def card_data(
             }
         )
     return DatasetCardData(
+        language=[CARD_LANGUAGE],
         license="other",
         license_name="source-collections",
         license_link="LICENSE.md",

@@ -196,6 +196,12 @@ def _refuse_foreign_output(out: Path, run: RunData) -> None:
         )
 
 
+def _card_href(run: Any) -> str | None:
+    """The release card's Scores section (what the gallery's s, r, tau mean); None for a work directory."""
+    card = Path(run.origin) / "README.md"
+    return card.resolve().as_uri() + "#scores" if run.kind == "release" and card.is_file() else None
+
+
 def build_report(
     source: str | Path,
     out: str | Path,
@@ -229,6 +235,7 @@ def build_report(
         kind=run.kind,
         origin=str(run.origin),
         rendered_dir=str(run.rendered_dir) if run.rendered_dir else None,
+        card_href=_card_href(run),
         smoke_run=stats["smoke_run"],
         stats=stats_for_page,
         key_parameters=stats["key_parameters"],
