@@ -200,11 +200,12 @@ def write_concepts_and_pairs(workdir: Path, images: int, pool: pa.Table, rng: np
     return total
 
 
-def write_run(root: Path, scale: float, seed: int = 0) -> dict:
+def write_run(root: Path, scale: float, seed: int = 0, big_pool: bool = True) -> dict:
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     n1, n4, images = max(1000, int(1e6 * scale)), max(4000, int(4e6 * scale)), max(200, int(1e6 * scale))
-    write_pool(root / "w4", n4, rng)
+    if big_pool:  # only the search-4M step reads it
+        write_pool(root / "w4", n4, rng)
     write_pool(root / "w1", n1, rng)
     pool = StageDir(root / "w1" / "pool").read_table("segments", schema.POOL_SEGMENTS)
     pairs = write_concepts_and_pairs(root / "w1", images, pool, rng)
@@ -365,7 +366,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.keep.parent if args.keep else None) as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        facts = write_run(root, args.scale)
+        facts = write_run(root, args.scale, big_pool="search-4M" in args.steps.split(","))
         print(
             f"scale {args.scale}: {facts['images']:,} images x {len(VLMS)} VLMs -> {facts['pairs']:,} pairs; "
             f"pools {facts['pool_1m']:,} / {facts['pool_4m']:,} segments (written in {facts['seconds']:.1f} s)"
