@@ -100,17 +100,35 @@ class PoolVectors:
         return self.starts[-1]
 
     def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, float32 block of <= `rows` rows) in row order; a block never spans two shard files.
+        """(first row, float32 block of `rows` rows, the last one shorter) in row order.
 
-        Each block's pages are released from this process after the consumer has used it, so the
-        resident memory of a full pass is one block whatever the pool size.
+        A block inside one shard file is a view of its memory map; blocks that span files (pools of
+        many small shards) are gathered into a new array, so a consumer sees full blocks whatever
+        the shard sizes. Pages are released from this process once read, so the resident memory of
+        a full pass is about one block whatever the pool size.
         """
         rows = max(1, int(rows))
+        gathered = np.empty((0, self.dim), np.float32)
+        fill = first = 0
         for file, start in zip(self._files, self.starts, strict=False):
-            n = file.array.shape[0]
-            for s in range(0, n, rows):
-                yield start + s, np.asarray(file.array[s : s + rows], dtype=np.float32)
-                file.release(s, min(n, s + rows))
+            n, s = file.array.shape[0], 0
+            while s < n:
+                if fill == 0 and n - s >= rows:  # a whole block in this file: no copy
+                    yield start + s, np.asarray(file.array[s : s + rows], dtype=np.float32)
+                    file.release(s, s + rows)
+                    s += rows
+                    continue
+                if fill == 0:
+                    gathered, first = np.empty((rows, self.dim), np.float32), start + s
+                take = min(rows - fill, n - s)
+                gathered[fill : fill + take] = file.array[s : s + take]
+                file.release(s, s + take)
+                fill, s = fill + take, s + take
+                if fill == rows:
+                    yield first, gathered
+                    fill = 0
+        if fill:
+            yield first, gathered[:fill]
 
     def release(self) -> None:
         """Drop every page of the pool from this process (after random reads such as a rescoring pass)."""

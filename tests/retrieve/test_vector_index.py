@@ -100,8 +100,9 @@ def test_memory_mapped_pool_reads_like_the_array(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(mapped), pool)
     rows = np.array([[36, 0], [10, 29]])
     assert np.array_equal(mapped[rows], pool[rows])
-    starts = [s for s, _ in mapped.blocks(4)]
-    assert starts == [0, 4, 8, 10, 14, 18, 22, 26, 30, 34]  # blocks never span two shard files
+    blocks = list(mapped.blocks(4))
+    assert [s for s, _ in blocks] == list(range(0, 37, 4))  # full blocks, gathered across shard files
+    assert [len(b) for _, b in blocks] == [4] * 9 + [1]
     assert np.array_equal(np.concatenate([b for _, b in mapped.blocks(4)]), pool)
 
 
