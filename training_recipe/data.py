@@ -24,12 +24,12 @@ from PIL import Image
 from sonify_toolkit import audio
 from sonify_toolkit.errors import InputError
 from sonify_toolkit.fileio import find_files, safe_join
+from sonify_toolkit.hub_ids import hub_dataset_name
 from sonify_toolkit.settings import IMAGE_EXTENSIONS, SAMPLE_RATE
 
 TAR_SEP = "::"  # "shard.tar::member.jpg", as in the concepts table's image_path
 
 
-HF_PREFIXES = ("hf://datasets/", "hf://")  # huggingface_hub's filesystem form, then the project's own
 PAIRS_CONFIG = "default"
 RENDERED_CONFIG = "rendered_audio"
 
@@ -39,11 +39,8 @@ class ReleaseError(InputError):
 
 
 def hub_name(dataset: str) -> str | None:
-    """`hf://datasets/ORG/NAME` or `hf://ORG/NAME` -> "ORG/NAME"; None for anything else."""
-    for prefix in HF_PREFIXES:
-        if dataset.startswith(prefix):
-            return dataset[len(prefix) :].strip("/")
-    return None
+    """`hf://datasets/ORG/NAME` or `hf://ORG/NAME` -> "ORG/NAME"; None for anything else (the toolkit's parser)."""
+    return hub_dataset_name(dataset)
 
 
 def _is_local(dataset: str) -> bool:
