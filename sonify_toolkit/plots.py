@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only: no display, no GUI backend on a headless ma
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .stats import RunData, compute_stats, distributions, reuse_counts
+from .stats import RunData, compute_stats, iter_distributions, reuse_counts
 
 TITLES = {
     "similarity": ("CLAP cosine similarity of the chosen clips", "similarity s"),
@@ -79,7 +79,7 @@ def write_plots(run: RunData, out_dir: Path, stats: dict[str, Any] | None = None
     bars([c for c, _ in top], [n for _, n in top], "Most frequent sounding concepts", out_dir / name, smoke=smoke)
     files["top_concepts"] = name
 
-    for key, values in distributions(run).items():
+    for key, values in iter_distributions(run):
         if key == "rendered_lufs" and run.rendered is None:
             continue
         title, xlabel = TITLES[key]

@@ -469,15 +469,21 @@ def value_counts(values: pa.ChunkedArray | pa.Array) -> dict[Any, int]:
     return dict(sorted(pairs, key=lambda kv: (kv[0] is None, "" if kv[0] is None else kv[0])))
 
 
-def distributions(run: RunData) -> dict[str, np.ndarray]:
-    """The value arrays behind every histogram (finite values only)."""
-    out = dict(run.tally().values)
+def iter_distributions(run: RunData) -> Iterator[tuple[str, np.ndarray]]:
+    """The value arrays behind every histogram (finite values, float64), one at a time: at 2M pairs each
+    is ~45 MB, and a caller that summarises or plots them in turn never holds all six."""
+    for name, values in run.tally().values.items():
+        yield name, _finite(values)
     if run.rendered is not None:
         ok = run.rendered.filter(pc.equal(run.rendered.column("status"), "ok"))
-        out["rendered_lufs"] = ok.column("lufs").to_numpy()
+        yield "rendered_lufs", _finite(ok.column("lufs").to_numpy())
     else:
-        out["rendered_lufs"] = np.zeros(0)
-    return {k: _finite(v) for k, v in out.items()}
+        yield "rendered_lufs", np.zeros(0)
+
+
+def distributions(run: RunData) -> dict[str, np.ndarray]:
+    """Every distribution at once (small runs, tests); `iter_distributions` streams them."""
+    return dict(iter_distributions(run))
 
 
 def _finite(x: np.ndarray) -> np.ndarray:
@@ -590,7 +596,7 @@ def compute_stats(run: RunData, top: int = 30) -> dict[str, Any]:
         },
         "top_concepts": tally.concepts.most_common(top),
         "clip_usage": counted_clip_usage(tally.clips, pool_size(run.pool_manifest)),
-        "distributions": {k: summary(v) for k, v in distributions(run).items()},
+        "distributions": {k: summary(v) for k, v in iter_distributions(run)},
         "errors": {k: v for k, v in sorted(run.errors.items()) if v},
         "key_parameters": key_parameters(run),
     }

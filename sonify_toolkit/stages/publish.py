@@ -194,15 +194,16 @@ def _split_tables(pairs: ParquetRows, holdout: float | None) -> Iterator[dict[st
         yield {"train": table.filter(pc.invert(held)), HOLDOUT_SPLIT: table.filter(held)}
 
 
-def plan_splits(pairs: ParquetRows, holdout: float | None) -> dict[str, SplitPlan]:
-    """The sizing pass: rows, bytes, pair ids and counts of every split, one pairs file at a time."""
+def plan_splits(pairs: ParquetRows, holdout: float | None, pair_ids: bool = False) -> dict[str, SplitPlan]:
+    """The sizing pass: rows, bytes, counts (and with `pair_ids`, the ids) of every split, one file at a time."""
     plans = {name: SplitPlan(name) for name in (["train"] if holdout is None else ["train", HOLDOUT_SPLIT])}
     for tables in _split_tables(pairs, holdout):
         for name, table in tables.items():
             plan = plans[name]
             plan.rows += table.num_rows
             plan.num_bytes += table.nbytes
-            plan.pair_ids.append(table.column("pair_id"))
+            if pair_ids:  # only the rendered config needs them (~35 bytes a pair)
+                plan.pair_ids.append(table.column("pair_id"))
             if holdout is not None:
                 plan.counter.add(table)
     return plans
@@ -328,7 +329,7 @@ def build_release(
     assert isinstance(run.pairs, ParquetRows)
     _prepare_folder(out)
     stats = compute_stats(run)
-    plans = plan_splits(run.pairs, holdout)
+    plans = plan_splits(run.pairs, holdout, pair_ids=run.rendered is not None)
     if holdout is not None:
         stats["splits"] = {name: plan.counter.result() for name, plan in plans.items()}
     smoke = bool(stats["smoke_run"])
