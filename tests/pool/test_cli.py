@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from sonify_toolkit import audio, schema
+from sonify_toolkit.errors import EXIT_ITEM_ERRORS
 from sonify_toolkit.models.clap import ClapEncoder
 from sonify_toolkit.pool_files import load_pool, pool_dir
 from sonify_toolkit.settings import CLAP_SAMPLE_RATE, SEGMENT_SECONDS
@@ -22,11 +23,13 @@ from sonify_toolkit.stages.pool import PoolEmbedStage
 from tests.pool.cli_helpers import embeddings, errors, manifest, pool_args, segments, sonify
 from tests.pool.corpus import BAD
 
+ITEMS = EXIT_ITEM_ERRORS  # the run finished; some items are error rows
+
 
 @pytest.fixture(scope="module")
 def embedded(corpus: Path, tiny_clap: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("embedded")
-    result = sonify(*pool_args(corpus, work, tiny_clap, "5"), "-q")
+    result = sonify(*pool_args(corpus, work, tiny_clap, "5"), "-q", expect=EXIT_ITEM_ERRORS)  # the corpus's BAD files
     assert "errors" in result.stdout and "embeddings" in result.stdout
     return work
 
@@ -83,13 +86,15 @@ def test_error_rows_and_summary(embedded: Path) -> None:
 
 
 def test_no_embed_then_embed_reuses_segments(corpus: Path, tiny_clap: Path, tmp_path: Path) -> None:
-    sonify("pool", f"syn={corpus}", "--workdir", tmp_path, "--no-embed", "--shard-size", "5", "-q")
+    sonify("pool", f"syn={corpus}", "--workdir", tmp_path, "--no-embed", "--shard-size", "5", "-q", expect=ITEMS)
     assert "clap" not in manifest(tmp_path) and not (pool_dir(tmp_path) / "clap").exists()
     with pytest.raises(FileNotFoundError, match="no CLAP embeddings"):
         load_pool(tmp_path)
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (pool_dir(tmp_path) / "segments").glob("*.parquet")}
     stats_before = {p: p.stat().st_mtime_ns for p in (pool_dir(tmp_path) / "_stats").glob("*.json")}
-    out = sonify("pool", f"syn={corpus}", "--workdir", tmp_path, "--clap", tiny_clap, "--shard-size", "5", "-q").stdout
+    out = sonify(
+        "pool", f"syn={corpus}", "--workdir", tmp_path, "--clap", tiny_clap, "--shard-size", "5", "-q", expect=ITEMS
+    ).stdout
     assert "0 done now, 3 skipped" in out
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (pool_dir(tmp_path) / "segments").glob("*.parquet")}
     assert before == after and stats_before == {p: p.stat().st_mtime_ns for p in stats_before}
@@ -100,14 +105,17 @@ def test_label_change_is_refused_until_overwrite(corpus: Path, tmp_path: Path) -
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\ntones/e_8k_u8.wav,Beep\n")
     work = tmp_path / "w"
-    sonify("pool", f"syn={corpus}", "--workdir", work, "--no-embed", "--labels", f"syn={labels}", "-q")
+    sonify("pool", f"syn={corpus}", "--workdir", work, "--no-embed", "--labels", f"syn={labels}", "-q", expect=ITEMS)
     labels.write_text("path,label\ntones/e_8k_u8.wav,Whistle\n")
     refused = sonify(
         "pool", f"syn={corpus}", "--workdir", work, "--no-embed", "--labels", f"syn={labels}", "-q", expect=2
     )
     assert "other parameters (changed: label_files)" in refused.stderr and "--overwrite" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    sonify("pool", f"syn={corpus}", "--workdir", work, "--no-embed", "--labels", f"syn={labels}", "--overwrite", "-q")
+    sonify(
+        "pool", f"syn={corpus}", "--workdir", work, "--no-embed", "--labels", f"syn={labels}", "--overwrite", "-q",
+        expect=ITEMS,
+    )  # fmt: skip
     by_path = {r["path"]: r["labels"] for r in segments(work).to_pylist()}
     assert by_path["tones/e_8k_u8.wav"] == ["Whistle"]
 
@@ -142,7 +150,7 @@ def test_installed_entry_point(corpus: Path, tmp_path: Path) -> None:
         env=env,
         timeout=120,
     )
-    assert ok.returncode == 0, ok.stderr
+    assert ok.returncode == EXIT_ITEM_ERRORS, ok.stderr  # finished; the corpus's BAD files are error rows
     assert "rows: segments" in ok.stdout and "14" in ok.stdout and "truncated" in ok.stdout
     bad = subprocess.run(
         [exe, "pool", f"x={tmp_path / 'nope'}", "--workdir", str(tmp_path / "w2"), "--no-embed"],
@@ -185,7 +193,8 @@ def test_a_file_changed_between_segments_and_embeddings_is_an_error_row(tiny_cla
     work = tmp_path / "w"
     sonify("pool", f"s={root}", "--workdir", work, "--no-embed", "-q")
     write_tone(root / "a.wav", 660, 16_000, 7.0)  # replaced after its segments were measured
-    out = sonify("pool", f"s={root}", "--workdir", work, "--clap", tiny_clap, "--batch-size", "4", "-q").stdout
+    args = ["pool", f"s={root}", "--workdir", work, "--clap", tiny_clap, "--batch-size", "4", "-q"]
+    out = sonify(*args, expect=ITEMS).stdout
     assert "source_changed" in out
     clap_errors = StageDir(pool_dir(work) / "clap").read_table("errors", schema.ERRORS).to_pylist()
     assert [(e["item"], e["reason"]) for e in clap_errors] == [(f"s/a.wav#{i}", "source_changed") for i in (0, 1)]
