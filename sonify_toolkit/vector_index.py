@@ -133,8 +133,6 @@ class ExactIndex:
             return np.zeros((len(q), k), np.float32), np.zeros((len(q), k), np.int64)
         rows = self.candidates(q, k)
         scores, rows = canonical_order(rescore(self.vectors, q, rows).astype(np.float32), rows)
-        if hasattr(self.vectors, "release"):
-            self.vectors.release()  # the rescoring's random reads: resident pages stay bounded per search
         return scores[:, :k], rows[:, :k]
 
 
@@ -206,13 +204,38 @@ def search(index: Any, queries: np.ndarray, k: int, pool: Any = None) -> tuple[n
     return canonical_order(scores.astype(np.float32), rows.astype(np.int64))
 
 
+RESCORE_PAIRS = 1 << 16  # (query, row) pairs scored per einsum call on an in-memory pool
+
+
+def _dots(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Row-wise dot products in float64 (one formula for every path, so the bits agree)."""
+    return np.einsum("nd,nd->n", vectors, queries, dtype=np.float64)
+
+
 def rescore(pool: Any, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The k similarities of each query in float64: independent of device, BLAS and blocking."""
-    out = np.empty(rows.shape, np.float64)
-    for s in range(0, len(queries), 1024):
-        cand = np.asarray(pool[rows[s : s + 1024]], dtype=np.float32)  # (b, k, dim); einsum accumulates in float64
-        out[s : s + 1024] = np.einsum("bkd,bd->bk", cand, queries[s : s + 1024], dtype=np.float64)
-    return out
+    """The similarities of each query with its `rows` in float64: independent of device, BLAS and blocking.
+
+    The memory-mapped pool is read once more in row order, block by block, each block scoring the
+    candidates that fall in it: random reads of a memory map would map the neighbouring cached
+    pages too (the kernel's fault-around), up to the whole pool in every worker's resident memory.
+    """
+    queries = np.asarray(queries, dtype=np.float32)
+    flat = np.asarray(rows, dtype=np.int64).reshape(-1)
+    which = np.repeat(np.arange(len(queries)), rows.shape[1] if rows.ndim == 2 else 0)
+    out = np.empty(flat.size, np.float64)
+    if hasattr(pool, "blocks"):
+        order = np.argsort(flat, kind="stable")
+        by_row = flat[order]
+        for start, block in pool.blocks(POOL_BLOCK_ROWS):
+            lo, hi = np.searchsorted(by_row, [start, start + len(block)])
+            if lo < hi:
+                sel = order[lo:hi]
+                out[sel] = _dots(block[by_row[lo:hi] - start], queries[which[sel]])
+    else:
+        for s in range(0, flat.size, RESCORE_PAIRS):
+            part = slice(s, s + RESCORE_PAIRS)
+            out[part] = _dots(np.asarray(pool[flat[part]], dtype=np.float32), queries[which[part]])
+    return out.reshape(rows.shape)
 
 
 def recall_at_k(approx_rows: np.ndarray, exact_rows: np.ndarray) -> float:
