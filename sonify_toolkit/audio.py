@@ -462,6 +462,13 @@ def _k_weighting_sos(sr: int) -> np.ndarray:
     return np.array([np.concatenate([f.passband_gain * np.asarray(f.b), np.asarray(f.a)]) for f in stages])
 
 
+@lru_cache(maxsize=8)
+def _k_weighting_ba(sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both K-weighting stages as one 4th-order filter: `lfilter` runs it ~3x faster than `sosfilt` over
+    a batch of windows, within 1e-12 of it in float64 (the pyloudnorm agreement test holds to 1e-9 LU)."""
+    return scipy.signal.sos2tf(_k_weighting_sos(sr))
+
+
 def loudness(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     """Integrated loudness in LUFS; -inf for digital silence."""
     with np.errstate(divide="ignore"):
@@ -473,7 +480,7 @@ def loudness_rows(windows: np.ndarray, sr: int = SAMPLE_RATE, chunk_rows: int = 
 
     The same measurement as `loudness` (pyloudnorm's K-weighting coefficients, its 400-ms block
     bounds, BS.1770-4 absolute and relative gates; each row measured on its own from a zero filter
-    state), vectorised across rows and with both filter stages in one `sosfilt` pass: pyloudnorm
+    state), vectorised across rows and with both filter stages in one `lfilter` pass: pyloudnorm
     loops over blocks in Python and filters twice, which made it the pool's hottest spot (~2.4x
     faster here). Agreement with pyloudnorm (to ~1e-12 LU) is a test, not an assumption. Rows go
     `chunk_rows` at a time so an hour-long file never needs gigabytes of float64 temporaries.
@@ -488,7 +495,7 @@ def loudness_rows(windows: np.ndarray, sr: int = SAMPLE_RATE, chunk_rows: int = 
     bounds = [(int(block * (j * step) * sr), int(block * (j * step + 1) * sr)) for j in range(num_blocks)]
     out = np.empty(windows.shape[0], np.float64)
     for c in range(0, windows.shape[0], chunk_rows):
-        x = scipy.signal.sosfilt(_k_weighting_sos(sr), np.asarray(windows[c : c + chunk_rows], np.float64), axis=1)
+        x = scipy.signal.lfilter(*_k_weighting_ba(sr), np.asarray(windows[c : c + chunk_rows], np.float64), axis=1)
         sq = np.square(x)
         z = np.stack([(1.0 / (block * sr)) * sq[:, lo:hi].sum(axis=1) for lo, hi in bounds], axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):

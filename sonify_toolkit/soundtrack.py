@@ -130,10 +130,14 @@ def load_file_window(path: Path, segment: int) -> CachedFile:
 
 @dataclass
 class FileCache:
-    """Per-worker reads of source files. A file's first uses read only their window; once the windows
-    read have cost as much decoding as the whole file would (at most twice the best choice made
-    knowing the future), the whole standardised file is decoded and kept, LRU-bounded by `max_bytes`.
-    A file used once is never decoded whole; a hot file is decoded once while it stays cached."""
+    """Per-worker reads of source files, LRU-bounded by `max_bytes` of standardised audio.
+
+    With `expect(pairs)` (the render stage, per shard): a file used once in the shard is read for
+    its window alone; a file used more is decoded whole once and kept. Without it (the recipe, the
+    report): a file's first uses read their windows, and once those have cost as much decoding as
+    the whole file would, it is decoded whole and kept (at most twice the cost of knowing the future).
+    A file larger than the cache is always read window by window.
+    """
 
     max_bytes: int = RENDER_CACHE_MB << 20
     entries: OrderedDict[str, CachedFile] = field(default_factory=OrderedDict)
@@ -141,6 +145,17 @@ class FileCache:
     stats: Counter[str] = field(default_factory=Counter)
     paths: dict[tuple[str, str], Path] = field(default_factory=dict)  # checked (root, relpath) -> file
     spent: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # file -> (s decoded, length s)
+    uses: Counter[tuple[str, str]] = field(default_factory=Counter)  # file_key -> uses in the current shard
+
+    def expect(self, pairs: Sequence[Any]) -> None:
+        """The pairs about to be rendered: how many times each file will be used decides how it is read."""
+        self.uses = Counter(
+            file_key(s)
+            for p in pairs
+            if isinstance(p, Mapping) and isinstance(p.get("sources"), list | tuple)
+            for s in p["sources"]
+            if isinstance(s, Mapping)
+        )
 
     def resolve(self, roots: Roots, source_row: Mapping[str, Any]) -> Path:
         """`resolve_source`, remembered: resolving a path costs more than mixing its window."""
@@ -150,8 +165,9 @@ class FileCache:
             path = self.paths[key] = resolve_source(roots, source_row)
         return path
 
-    def get(self, path: Path, segment: int | None = None) -> CachedFile:
-        """The file whole (cached), or, for `segment`, its window or the whole file, whichever is cheaper."""
+    def get(self, path: Path, segment: int | None = None, uses: int | None = None) -> CachedFile:
+        """The whole file (cached), or for `segment` its window or the whole file, whichever costs less
+        (`uses`: how many times the file is used in this shard, when known)."""
         key = str(path)
         hit = self.entries.get(key)
         if hit is not None:
@@ -159,22 +175,26 @@ class FileCache:
             self.stats["cache_hits"] += 1
             return hit
         spent, seconds = self.spent.get(key, (0.0, None))
-        fits = seconds is not None and seconds * SAMPLE_RATE * 4 <= self.max_bytes
-        if segment is not None and not (fits and seconds is not None and spent >= seconds):
+        too_big = seconds is not None and seconds * SAMPLE_RATE * 4 > self.max_bytes
+        if segment is not None and (
+            too_big or (uses <= 1 if uses is not None else (seconds is None or spent < seconds))
+        ):
             self.stats["windows_decoded"] += 1
             entry = load_file_window(path, segment)
             self.spent[key] = (spent + entry.decoded_seconds, entry.seconds)
             return entry
         self.stats["files_decoded"] += 1
         entry = load_file(path)
+        if entry.nbytes > self.max_bytes:  # never cached: later uses read their windows
+            self.spent[key] = (0.0, entry.seconds)
+            return entry
         self.spent.pop(key, None)
-        if entry.nbytes <= self.max_bytes:
-            self.entries[key] = entry
-            self.size += entry.nbytes
-            while self.size > self.max_bytes:
-                _, old = self.entries.popitem(last=False)
-                self.size -= old.nbytes
-                self.stats["cache_evictions"] += 1
+        self.entries[key] = entry
+        self.size += entry.nbytes
+        while self.size > self.max_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.size -= old.nbytes
+            self.stats["cache_evictions"] += 1
         return entry
 
 
@@ -213,7 +233,7 @@ def load_window(
     if cache is None:
         entry = load_file_window(resolve_source(roots, source_row), segment)
     else:
-        entry = cache.get(cache.resolve(roots, source_row), segment)
+        entry = cache.get(cache.resolve(roots, source_row), segment, cache.uses.get(file_key(source_row)))
     if entry.error is not None and entry.error[0] != "undecodable_audio":
         raise SourceError(*entry.error)
     if verify and entry.sha256 != source_row.get("source_sha256"):

@@ -130,6 +130,7 @@ class RenderStage(Stage):
         data: list[dict[str, Any] | None] = [None] * len(pairs)
         errors, missing = ErrorLog(), []
         counts: Counter[str] = Counter()
+        self._cache.expect(pairs)  # a file used once in the shard is read for its window alone
         for i in reuse_order(pairs):
             pair, pid = pairs[i], shard.items[i][2]
             if shard.items[i][3]:

@@ -133,3 +133,15 @@ def test_block_standardisation_agrees_with_a_one_shot_resample(sr: int) -> None:
     np.testing.assert_allclose(blocked, one_shot, rtol=0, atol=2e-6)
     with audio.open_audio(buf.getvalue()) as reader:
         assert [len(b) for b in audio.standard_blocks(reader)][:-1] == [SEGMENT_FRAMES] * 3
+
+
+def test_with_the_shard_in_view_a_file_used_once_is_read_for_its_window_alone(collection: Path) -> None:
+    once, twice = {"source": "c", "path": "pcm/clip.wav"}, {"source": "c", "path": "pcm/clip.flac"}
+    cache = FileCache()
+    cache.expect([{"sources": [once, twice]}, {"sources": [twice]}, {"sources": "tampered"}, None])
+    roots = {"c": str(collection)}
+    assert cache.get(cache.resolve(roots, once), 1, cache.uses[("c", "pcm/clip.wav")]).first_segment == 1
+    first = cache.get(cache.resolve(roots, twice), 2, cache.uses[("c", "pcm/clip.flac")])
+    again = cache.get(cache.resolve(roots, twice), 0, cache.uses[("c", "pcm/clip.flac")])
+    assert first is again and first.first_segment == 0  # decoded whole at its first use, then a hit
+    assert cache.stats == {"windows_decoded": 1, "files_decoded": 1, "cache_hits": 1}
