@@ -3,11 +3,14 @@
 One idea per module:
 
 * `plan.py`: retrieval's folders and inputs: the pool's CLAP identity (`pool_clap`), the
-  concepts shards of every VLM, the text CLAP reads per concept (`concept_items`), the distinct
-  texts the search plans over, and the fingerprints both stages record.
+  concepts shards of every VLM, the text CLAP reads per concept (`concept_items`, computed by
+  columns with polars), the distinct texts the search plans over (one lazy query over every
+  concepts file, cached under `W/retrieve/plan/` by the fingerprint of those files), and the
+  fingerprints both stages record.
 * `text_cache.py`: the on-disk cache of CLAP text vectors keyed by (encoder, text).
 * `search.py`: `RetrieveSearchStage` (`W/retrieve/search/`), the global phase: each distinct
-  concept text is embedded once (through the cache) and its exact top-k pool rows are written;
+  concept text is embedded once (through the cache) and its exact top-k pool rows are written,
+  searched over the memory-mapped pool (`pool_files.PoolVectors`, shared by the workers of a machine);
   `TopK` is that table as arrays.
 * `algorithm.py`: Algorithm 1 as pure numpy (SSR, mean top-k threshold, weighted draw, seeded
   per-concept randomness, the reuse cap's sweep).
