@@ -23,11 +23,14 @@ def local_ray() -> Iterator[None]:
     ray.shutdown()
 
 
+RUN_RECORDS = ("_stage.json", "_finalized.json", ".sonify-workdir.json")  # command line, dates, timings
+
+
 def _files(root: Path) -> dict[str, bytes]:
     """Every output file by relative path, minus the run records (timings, command line, finalize record)."""
     out = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and "_stats" not in p.parts and p.name not in ("_stage.json", "_finalized.json"):
+        if p.is_file() and "_stats" not in p.parts and p.name not in RUN_RECORDS:
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sonify_toolkit.errors import EXIT_CANNOT_RUN, EXIT_SIGINT, EXIT_SIGTERM
+from sonify_toolkit.errors import EXIT_CANNOT_RUN, EXIT_ITEM_ERRORS, EXIT_SIGINT, EXIT_SIGTERM
 from sonify_toolkit.leases import live_leases
 from sonify_toolkit.shards import StageDir
 from sonify_toolkit.stages.pool import pool_dir
@@ -108,11 +108,13 @@ def test_an_interrupt_prints_one_line_and_releases_its_leases(
 
 def test_a_moved_work_directory_resumes(corpus: Path, tmp_path: Path) -> None:
     args = ["pool", f"syn={corpus}", "--no-embed", "--shard-size", "2", "-q"]
-    sonify(*args, "--workdir", tmp_path / "here")
+    sonify(*args, "--workdir", tmp_path / "here", expect=EXIT_ITEM_ERRORS)
     before = shard_files(tmp_path / "here")
     shutil.move(tmp_path / "here", tmp_path / "there")
     StageDir(pool_dir(tmp_path / "there")).stats_path(1).unlink()
-    out = sonify(*args, "--workdir", tmp_path / "there").stdout  # no "changed:", no --overwrite
+    out = sonify(
+        *args, "--workdir", tmp_path / "there", expect=EXIT_ITEM_ERRORS
+    ).stdout  # no "changed:", no --overwrite
     assert "1 done now" in out
     assert shard_files(tmp_path / "there") == before and segments(tmp_path / "there").num_rows > 0
     assert str(tmp_path) not in (pool_dir(tmp_path / "there") / "_stage.json").read_text().replace(str(corpus), "")
