@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 from . import __version__
@@ -21,13 +20,13 @@ STAGE_FILE = "_stage.json"
 
 
 def mark_workdir(workdir: str | Path) -> None:
-    """Write W/.sonify-workdir.json once (atomically; concurrent writers leave one complete file)."""
+    """Write W/.sonify-workdir.json once (atomically; concurrent writers leave one complete file, the same bytes)."""
     marker = Path(workdir) / WORKDIR_MARKER
     if marker.is_file():
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"sonify": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+    tmp.write_text(json.dumps({"sonify": __version__}) + "\n")  # no time: outputs stay byte-identical across runs
     os.replace(tmp, marker)
 
 
