@@ -105,24 +105,30 @@ class ParquetRows:
 
 
 class CountAccumulator:
-    """value -> count over many batches, merged in arrow (a Python dict of millions of clip ids costs GBs)."""
+    """value -> count over many batches, merged in arrow (a Python dict of millions of clip ids costs GBs).
+
+    Partial counts are merged once they outgrow the merged table (and MERGE_ROWS): memory stays about
+    twice the distinct values, and each row is re-merged O(log n) times, never once per batch.
+    """
 
     def __init__(self) -> None:
         self.parts: list[pa.Table] = []
-        self.pending = 0
+        self.pending = 0  # rows of the partial counts added since the last merge
+        self.merged = 0  # rows of the merged table (the distinct values so far)
 
     def add(self, values: pa.Array | pa.ChunkedArray) -> None:
         counts = pc.value_counts(values)
         self.parts.append(pa.table({"value": counts.field("values"), "count": counts.field("counts")}))
         self.pending += len(counts)
-        if self.pending > MERGE_ROWS:
+        if self.pending > max(MERGE_ROWS, self.merged):
             self._merge()
 
     def _merge(self) -> None:
         if len(self.parts) > 1:
             merged = pa.concat_tables(self.parts).group_by("value").aggregate([("count", "sum")])
             self.parts = [pa.table({"value": merged.column("value"), "count": merged.column("count_sum")})]
-        self.pending = self.parts[0].num_rows if self.parts else 0
+        self.merged = self.parts[0].num_rows if self.parts else 0
+        self.pending = 0
 
     def table(self) -> pa.Table:
         """Distinct values and their counts (unordered)."""
