@@ -326,8 +326,20 @@ def decode(source: Source, max_seconds: float | None = None) -> tuple[np.ndarray
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:
-    """Mean of the channels (the paper sums stereo down to mono; the mean keeps full scale)."""
-    return data if data.ndim == 1 else data.mean(axis=1, dtype=np.float32)
+    """Mean of the channels (the paper sums stereo down to mono; the mean keeps full scale).
+
+    Column by column: ~20x faster than `ndarray.mean(axis=1)` over the short channel axis, and for
+    stereo bit-identical to it ((a + b) * 0.5 is the same rounding as (a + b) / 2)."""
+    if data.ndim == 1:
+        return data
+    data = np.asarray(data, np.float32)
+    channels = data.shape[1]
+    if channels == 1:
+        return np.ascontiguousarray(data[:, 0])
+    total = data[:, 0] + data[:, 1]
+    for c in range(2, channels):
+        total += data[:, c]
+    return total * np.float32(0.5) if channels == 2 else total / np.float32(channels)
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -493,11 +505,20 @@ def loudness_rows(windows: np.ndarray, sr: int = SAMPLE_RATE, chunk_rows: int = 
     block, step = meter.block_size, 1.0 - meter.overlap
     num_blocks = int(np.round((windows.shape[1] / sr - block) / (block * step))) + 1
     bounds = [(int(block * (j * step) * sr), int(block * (j * step + 1) * sr)) for j in range(num_blocks)]
+    # pyloudnorm's bounds are whole hops (100 ms) at the usual rates: sum each hop once, a block is 4 hops
+    hop = bounds[1][0] if num_blocks > 1 else 0
+    per_block = round(1 / step)
+    hops = hop > 0 and all(lo == j * hop and hi == lo + per_block * hop for j, (lo, hi) in enumerate(bounds))
     out = np.empty(windows.shape[0], np.float64)
     for c in range(0, windows.shape[0], chunk_rows):
         x = scipy.signal.lfilter(*_k_weighting_ba(sr), np.asarray(windows[c : c + chunk_rows], np.float64), axis=1)
         sq = np.square(x)
-        z = np.stack([(1.0 / (block * sr)) * sq[:, lo:hi].sum(axis=1) for lo, hi in bounds], axis=1)
+        if hops:
+            n_hops = num_blocks + per_block - 1
+            parts = sq[:, : n_hops * hop].reshape(len(sq), n_hops, hop).sum(axis=2)
+            z = sum(parts[:, k : k + num_blocks] for k in range(per_block)) * (1.0 / (block * sr))
+        else:
+            z = np.stack([(1.0 / (block * sr)) * sq[:, lo:hi].sum(axis=1) for lo, hi in bounds], axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             levels = -0.691 + 10.0 * np.log10(z)
             for i in range(z.shape[0]):

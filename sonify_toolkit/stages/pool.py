@@ -385,6 +385,7 @@ class PoolEmbedStage(Stage):
 
         for (source, rel), idxs in by_file.items():
             wanted = {segs[i]["segment"]: i for i in idxs}
+            last = max(wanted)
             try:
                 with open(Path(self.sources[source]) / rel, "rb") as f:
                     if sha256_open_file(f) != segs[idxs[0]]["source_sha256"]:
@@ -396,7 +397,7 @@ class PoolEmbedStage(Stage):
                         for seg, block in enumerate(audio.standard_blocks(reader, CLAP_SAMPLE_RATE)):
                             if seg in wanted:
                                 clips.append((wanted[seg], audio.window(block, 0, win48)[0]))
-                            if seg >= max(wanted):
+                            if seg >= last:
                                 break
             except OSError as exc:
                 fail(idxs, "embed_read_failed", exc.strerror or type(exc).__name__)
