@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from . import schema
 from .errors import InputError
 from .shards import STAGE_FILE, STATS_DIR, StageDir
-from .usage import gini
+from .usage import MOST_USED, usage_figures
 
 RELEASE_MANIFEST = "sonify.json"  # written by `publish` beside the README
 DISTRIBUTIONS = ("similarity", "score", "threshold", "clip_lufs", "target_lufs", "rendered_lufs")
@@ -530,21 +530,7 @@ def pool_size(pool_manifest: Mapping[str, Any]) -> int | None:
 def counted_clip_usage(clips: CountAccumulator, pool_size: int | None = None) -> dict[str, Any]:
     """`usage.clip_usage` of arrow-counted clips: the same figures without a Python dict of every clip id."""
     counts = np.asarray(clips.table().column("count"), dtype=np.int64)
-    total = int(counts.sum()) if counts.size else 0
-    padded = counts
-    if pool_size is not None and pool_size > counts.size:
-        padded = np.concatenate([counts, np.zeros(pool_size - counts.size, dtype=np.int64)])
-    return {
-        "sources": total,
-        "distinct_clips": int(counts.size),
-        "pool_size": pool_size,
-        "pool_share": (counts.size / pool_size) if pool_size else None,
-        "max_reuse": int(counts.max()) if counts.size else 0,
-        "p99_reuse": float(np.percentile(counts, 99)) if counts.size else 0.0,
-        "mean_reuse": float(counts.mean()) if counts.size else 0.0,
-        "gini": gini(padded),
-        "most_used": clips.most_common(20),
-    }
+    return usage_figures(counts, clips.most_common(MOST_USED), pool_size)
 
 
 def concept_tally(run: RunData) -> dict[str, Any]:

@@ -33,12 +33,25 @@ def clip_usage(clip_ids: Iterable[str] | Mapping[str, int], pool_size: int | Non
     """
     uses = Counter(clip_ids)
     counts = np.fromiter(uses.values(), dtype=np.int64, count=len(uses))
-    total = int(counts.sum()) if counts.size else 0
+    most_used = [[c, n] for c, n in sorted(uses.items(), key=lambda kv: (-kv[1], kv[0]))[:MOST_USED]]
+    return usage_figures(counts, most_used, pool_size)
+
+
+MOST_USED = 20
+
+
+def usage_figures(counts: np.ndarray, most_used: list[list[Any]], pool_size: int | None) -> dict[str, Any]:
+    """The reuse figures from the uses of each distinct clip (any order) and the already ranked most used.
+
+    The one place the figures are computed: `clip_usage` counts with a dict, the release statistics
+    count with arrow (no Python object per clip id), and both land here.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
     padded = counts
     if pool_size is not None and pool_size > counts.size:
         padded = np.concatenate([counts, np.zeros(pool_size - counts.size, dtype=np.int64)])
     return {
-        "sources": total,
+        "sources": int(counts.sum()) if counts.size else 0,
         "distinct_clips": int(counts.size),
         "pool_size": pool_size,
         "pool_share": (counts.size / pool_size) if pool_size else None,
@@ -46,5 +59,5 @@ def clip_usage(clip_ids: Iterable[str] | Mapping[str, int], pool_size: int | Non
         "p99_reuse": float(np.percentile(counts, 99)) if counts.size else 0.0,
         "mean_reuse": float(counts.mean()) if counts.size else 0.0,
         "gini": gini(padded),
-        "most_used": [[c, n] for c, n in sorted(uses.items(), key=lambda kv: (-kv[1], kv[0]))[:20]],
+        "most_used": most_used,
     }
