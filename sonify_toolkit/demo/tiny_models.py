@@ -50,7 +50,8 @@ def build_roberta_tokenizer(out_dir: Path, vocab_size: int = 300) -> RobertaToke
     return tok
 
 
-def build_tiny_clap(out_dir: Path, seed: int = 0) -> Path:
+def build_tiny_clap(out_dir: Path, seed: int = 0, fused: bool = False) -> Path:
+    """A tiny random CLAP; `fused` gives the `laion/clap-htsat-fused` kind (feature fusion for long clips)."""
     torch.manual_seed(seed)
     tok = build_roberta_tokenizer(out_dir / "_tok")
     text_cfg = ClapTextConfig(
@@ -75,11 +76,12 @@ def build_tiny_clap(out_dir: Path, seed: int = 0) -> Path:
         window_size=8,
         spec_size=256,
         num_mel_bins=64,
-        enable_fusion=False,
+        enable_fusion=fused,
     )
     cfg = ClapConfig(text_config=text_cfg.to_dict(), audio_config=audio_cfg.to_dict(), projection_dim=16)
     model = ClapModel(cfg).eval()
-    proc = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tok)
+    extractor = ClapFeatureExtractor(truncation="fusion" if fused else "rand_trunc")
+    proc = ClapProcessor(feature_extractor=extractor, tokenizer=tok)
     path = out_dir / "clap"
     model.save_pretrained(path)
     proc.save_pretrained(path)

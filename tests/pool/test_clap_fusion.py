@@ -10,48 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, ClapTextConfig
 
-from sonify_toolkit.demo.tiny_models import build_roberta_tokenizer
+from sonify_toolkit.demo.tiny_models import build_tiny_clap
 from sonify_toolkit.models.clap import ClapEncoder, is_longer
 from sonify_toolkit.settings import CLAP_SAMPLE_RATE
 
 
 @pytest.fixture(scope="module")
 def tiny_fused_clap(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("fused_clap")
-    torch.manual_seed(0)
-    tok = build_roberta_tokenizer(out / "_tok")
-    text_cfg = ClapTextConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=80,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        projection_dim=32,
-    )
-    audio_cfg = ClapAudioConfig(
-        patch_embeds_hidden_size=16,
-        depths=[1, 1],
-        num_attention_heads=[2, 2],
-        hidden_size=32,
-        projection_dim=32,
-        window_size=8,
-        spec_size=256,
-        num_mel_bins=64,
-        enable_fusion=True,
-    )
-    cfg = ClapConfig(text_config=text_cfg.to_dict(), audio_config=audio_cfg.to_dict(), projection_dim=16)
-    model = ClapModel(cfg).eval()
-    path = out / "clap"
-    model.save_pretrained(path)
-    ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="fusion"), tokenizer=tok).save_pretrained(path)
-    return path
+    return build_tiny_clap(tmp_path_factory.mktemp("fused_clap"), fused=True)
 
 
 def clips(n: int, seconds: float = 5.0) -> list[np.ndarray]:
