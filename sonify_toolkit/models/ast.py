@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..settings import SAMPLE_RATE
 from .device import load_device, torch_dtype
-from .loading import load_pretrained
+from .loading import load_encoder
 
 DEFAULT_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 AST_BATCH_SIZE = 16
@@ -64,17 +64,16 @@ class AstEncoder:
         from transformers import ASTFeatureExtractor, ASTModel
 
         self.device = load_device(device)
-        self.model = load_pretrained(
-            ASTModel.from_pretrained,
+        self.model, self.extractor = load_encoder(
+            ASTModel,
+            ASTFeatureExtractor,
             model,
-            what="AST model",
+            what="AST",
+            processor_role="feature extractor",
             option="--ast",
             revision=revision,
+            device=self.device,
             dtype=torch_dtype(dtype, self.device),
-        )
-        self.model.to(self.device).eval()
-        self.extractor = load_pretrained(
-            ASTFeatureExtractor.from_pretrained, model, what="AST feature extractor", option="--ast", revision=revision
         )
         if self.extractor.sampling_rate != SAMPLE_RATE:
             raise ModelLoadError(f"AST feature extractor expects {self.extractor.sampling_rate} Hz, not {SAMPLE_RATE}")

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..settings import CLAP_BATCH_SIZE, CLAP_SAMPLE_RATE
 from .device import load_device, torch_dtype
-from .loading import load_pretrained
+from .loading import load_encoder
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,16 @@ class ClapEncoder:
         from transformers import ClapModel, ClapProcessor
 
         self.device = load_device(device)
-        self.model = load_pretrained(
-            ClapModel.from_pretrained,
+        self.model, self.processor = load_encoder(
+            ClapModel,
+            ClapProcessor,
             model,
-            what="CLAP model",
+            what="CLAP",
+            processor_role="processor",
             option="--clap",
             revision=revision,
+            device=self.device,
             dtype=torch_dtype(dtype, self.device),
-        )
-        self.model.to(self.device).eval()
-        self.processor = load_pretrained(
-            ClapProcessor.from_pretrained, model, what="CLAP processor", option="--clap", revision=revision
         )
         # unfused checkpoints take one mel channel ("rand_trunc"); fused ones four ("fusion")
         self.truncation = "fusion" if self.model.config.audio_config.enable_fusion else "rand_trunc"

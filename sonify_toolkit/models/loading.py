@@ -70,3 +70,26 @@ def load_pretrained(load: Callable[..., T], model: str, *, what: str, option: st
             f"cannot load the {what} '{model}': {reason}; pass a local folder with {option} PATH "
             "(a save_pretrained or `hf download` copy)"
         ) from exc
+
+
+def load_encoder(
+    model_cls: Any,
+    processor_cls: Any,
+    model: str,
+    *,
+    what: str,
+    processor_role: str,
+    option: str,
+    revision: str | None,
+    device: Any,
+    dtype: Any,
+) -> tuple[Any, Any]:
+    """An encoder checkpoint's model (on `device`, in eval mode) and its processor, each failing in one line."""
+    net = load_pretrained(
+        model_cls.from_pretrained, model, what=f"{what} model", option=option, revision=revision, dtype=dtype
+    )
+    net.to(device).eval()
+    processor = load_pretrained(
+        processor_cls.from_pretrained, model, what=f"{what} {processor_role}", option=option, revision=revision
+    )
+    return net, processor

@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..error_text import describe
 from ..errors import ModelLoadError
 from ..settings import VLM_BATCH_SIZE, VLM_MAX_NEW_TOKENS, VLM_RETRY_TEMPERATURE
 from .device import load_device, torch_dtype
@@ -150,7 +151,7 @@ class TransformersVLM:
         try:
             return self._generate_batch([image], prompt, sample_seed)[0]
         except Exception as exc:
-            return Generation(None, 0, f"{type(exc).__name__}: {exc}")
+            return Generation(None, 0, describe(exc))  # no object address reaches the error row
 
     def generate(
         self, images: Sequence[Image.Image], prompt: str, sample_seeds: Sequence[int] | None = None
