@@ -104,6 +104,35 @@ class Executor(Protocol):
         ...
 
 
+class StageHolder:
+    """One stage for many shards: set up at its first shard, so a failing setup is that shard's error
+    (reaching the driver as such, where a pool initializer's exception would only break the pool),
+    and torn down once."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        self.ready = False
+
+    def set_up(self) -> bool:
+        """Set the stage up unless it is; whether this call did."""
+        if self.ready:
+            return False
+        self.stage.setup()
+        self.ready = True
+        return True
+
+    def run(
+        self, shard: Shard, stage_dir: Path, on_item: ItemCallback | None = None, generation: str | None = None
+    ) -> dict[str, Any]:
+        self.set_up()
+        return execute_shard(self.stage, shard, Path(stage_dir), on_item, generation)
+
+    def teardown(self) -> None:
+        if self.ready:
+            self.stage.teardown()
+            self.ready = False
+
+
 class InlineExecutor:
     """Runs shards one after another in this process: simplest, and reports progress per item."""
 
@@ -117,47 +146,33 @@ class InlineExecutor:
         on_item: ItemCallback | None = None,
         generation: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        set_up = False
+        holder = StageHolder(stage)
         try:
             for shard in shards:
-                if not set_up:
-                    stage.setup()
-                    set_up = True
-                yield execute_shard(stage, shard, stage_dir, on_item, generation)
+                yield holder.run(shard, stage_dir, on_item, generation)
         finally:
-            if set_up:
-                stage.teardown()
+            holder.teardown()
 
 
-_WORKER_STAGE: Stage | None = None
-_WORKER_READY = False
+_WORKER: StageHolder | None = None
 
 
 def _init_worker(stage: Stage) -> None:
     """Pool worker start: one thread, Ctrl-C left to the driver (which stops the pool), the stage kept."""
-    global _WORKER_STAGE
+    global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: workers are the parallelism
     if "torch" in sys.modules:  # already imported (by unpickling the stage): the variable came too late
         sys.modules["torch"].set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_STAGE = stage
-
-
-def _teardown_worker() -> None:
-    if _WORKER_STAGE is not None and _WORKER_READY:
-        _WORKER_STAGE.teardown()
+    _WORKER = StageHolder(stage)
 
 
 def _run_in_worker(shard: Shard, stage_dir: Path, generation: str | None) -> dict[str, Any]:
-    """Set the stage up on the worker's first shard, so a failing setup reaches the driver as its own error
-    (an initializer's exception would only break the pool)."""
-    global _WORKER_READY
-    assert _WORKER_STAGE is not None, "worker was not initialised"
-    if not _WORKER_READY:
-        _WORKER_STAGE.setup()
-        _WORKER_READY = True
-        mp_util.Finalize(None, _teardown_worker, exitpriority=10)  # runs when the pool shuts the worker down
-    return execute_shard(_WORKER_STAGE, shard, stage_dir, None, generation)
+    """A shard in a pool worker; the stage is set up at the worker's first shard and torn down at its exit."""
+    assert _WORKER is not None, "worker was not initialised"
+    if _WORKER.set_up():
+        mp_util.Finalize(None, _WORKER.teardown, exitpriority=10)  # runs when the pool shuts the worker down
+    return _WORKER.run(shard, stage_dir, None, generation)
 
 
 class ProcessPoolShardExecutor:
@@ -210,24 +225,15 @@ class ProcessPoolShardExecutor:
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _ShardActor:
+class _ShardActor(StageHolder):
     """A Ray actor holding one set-up stage (one model on its GPU) for many shards."""
 
     def __init__(self, stage: Stage):
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(stage.resources.num_cpus))))
-        self.stage = stage
-        self.ready = False
+        super().__init__(stage)
 
-    def run(self, shard: Shard, stage_dir: str, generation: str | None = None) -> dict[str, Any]:
-        if not self.ready:
-            self.stage.setup()
-            self.ready = True
-        return execute_shard(self.stage, shard, Path(stage_dir), None, generation)
-
-    def teardown(self) -> None:
-        if self.ready:
-            self.stage.teardown()
-            self.ready = False
+    def run_shard(self, shard: Shard, stage_dir: str, generation: str | None = None) -> dict[str, Any]:
+        return self.run(shard, Path(stage_dir), None, generation)
 
 
 def actors_that_fit(cluster: dict[str, float], resources: Resources, cap: int | None, shards: int) -> int:
@@ -279,13 +285,13 @@ class RayShardExecutor:
         actors = [actor_cls.remote(stage) for _ in range(n)]
         try:
             pool = ActorPool(actors)
-            pool.submit(lambda a, s: a.run.remote(s, str(stage_dir), generation), first)
+            pool.submit(lambda a, s: a.run_shard.remote(s, str(stage_dir), generation), first)
             while True:
                 while pool.has_free():
                     shard = next(feed, None)
                     if shard is None:
                         break
-                    pool.submit(lambda a, s: a.run.remote(s, str(stage_dir), generation), shard)
+                    pool.submit(lambda a, s: a.run_shard.remote(s, str(stage_dir), generation), shard)
                 if not pool.has_next():
                     break
                 yield pool.get_next_unordered()
