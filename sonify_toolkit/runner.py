@@ -332,7 +332,8 @@ def finalize_once(
     already recorded for exactly these shards and return its facts. A shard redone (its stats
     change) makes the next run finalize again.
     """
-    key = fingerprint([generation, all_stats])
+    extra = dict(stage.finalize_params())
+    key = fingerprint([generation, all_stats, *([extra] if extra else [])])
     with held_lock(sd.lease_dir / "finalize.json", f"finalizing {stage.name}"):
         facts = sd.finalized(key)
         if facts is None:

@@ -201,6 +201,14 @@ class Stage:
         """Runs once when every shard is complete (indexes, manifests). Returns summary facts."""
         return None
 
+    def finalize_params(self) -> Mapping[str, Any]:
+        """Options that change what `finalize` writes but no shard (pool's `--faiss-index`).
+
+        Left out of the fingerprint, so asking for them later reuses every shard; a finalize run
+        without them is not reused for a run that asks for them.
+        """
+        return {}
+
 
 def chunk(items: Sequence[Any], size: int) -> list[Shard]:
     """Split an ordered item list into shards of `size` items (the last may be shorter)."""

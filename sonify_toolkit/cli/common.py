@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer._click import core as click_core  # Typer 0.29 runs its own copy of click: its context, not click's
+from typer._click.globals import get_current_context
 
 from ..choices import Dtype, ExecutorKind
 from ..errors import EXIT_CANNOT_RUN, EXIT_ITEM_ERRORS, DeviceError, InputError, SonifyError
@@ -136,6 +138,49 @@ def _default(hint: Any, value: Any) -> Any:
     return base(value) if isinstance(base, type) and issubclass(base, Enum) and value is not None else value
 
 
+def _option_words(param: Any, value: Any) -> list[str]:
+    """One parsed option as the words that give it again (`--shard-size 2`, `--overwrite`, `--no-embed`)."""
+    name = max(param.opts, key=len)  # the long form reads best in a record
+    if param.is_flag and isinstance(value, bool):
+        if value:
+            return [name]
+        return [max(param.secondary_opts, key=len)] if param.secondary_opts else []
+    values = value if param.multiple else [value]
+    return [word for v in values for word in (name, *_value_words(v))]
+
+
+def _value_words(value: Any) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [w for v in value for w in _value_words(v)]
+    return [str(getattr(value, "value", value))]
+
+
+def invoked_command_line(ctx: click_core.Context | None = None) -> list[str] | None:
+    """`sonify <cmd> ...` as this command was given, rebuilt from what click parsed (None outside click).
+
+    `sys.argv` is the interpreter's command line: under Typer's CliRunner (tests, the demo, a
+    notebook) it is pytest's or the kernel's. The parsed parameters are this command's own, so the
+    argv `_stage.json` records and the interrupt line quotes is `sonify <cmd> ...` wherever it ran.
+    Only values taken from the command line or the environment are written; defaults stay implicit.
+    """
+    ctx = ctx or get_current_context(silent=True)
+    if ctx is None:
+        return None
+    words = ["sonify", ctx.info_name or ""]
+    for param in ctx.command.params:
+        if param.name is None or param.name not in ctx.params:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source not in (click_core.ParameterSource.COMMANDLINE, click_core.ParameterSource.ENVIRONMENT):
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "option":
+            words += _option_words(param, value)
+        elif value is not None:
+            words += _value_words(value)
+    return words
+
+
 def stage_command(command: str) -> Callable[[F], F]:
     """Decorate `fn(..., run: RunOptions)`: the CLI gets the shared run options, `fn` gets them as one object.
 
@@ -157,7 +202,11 @@ def stage_command(command: str) -> Callable[[F], F]:
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
             shared = {name: kwargs.pop(name) for name in RUN_OPTIONS if name in kwargs}
-            run = RunOptions(**{name: getattr(value, "value", value) for name, value in shared.items()})
+            argv = invoked_command_line()
+            run = RunOptions(
+                **{name: getattr(value, "value", value) for name, value in shared.items()},
+                argv=tuple(argv) if argv is not None else None,
+            )
             with collect_summaries() as summaries:
                 result = fn(*args, run=run, **kwargs)
             exit_on_item_errors(command, summaries)

@@ -10,7 +10,7 @@ import typer
 from ..choices import Dtype
 from ..errors import InputError
 from ..pipeline import run_pool
-from ..settings import CLAP_BATCH_SIZE, DEFAULT_CLAP, DEFAULT_WORKDIR, POOL_FILES_PER_SHARD
+from ..settings import CLAP_BATCH_SIZE, DEFAULT_CLAP, DEFAULT_WORKDIR, MAX_AUDIO_SECONDS, POOL_FILES_PER_SHARD
 from .common import (
     Device,
     DtypeOpt,
@@ -20,6 +20,12 @@ from .common import (
     parse_collections,
     stage_command,
 )
+
+
+def _positive_seconds(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter(f"must be more than 0 seconds (got {value:g})")
+    return value
 
 
 @stage_command("pool")
@@ -47,6 +53,23 @@ def pool(
         ),
     ] = CLAP_BATCH_SIZE,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Files per shard.")] = POOL_FILES_PER_SHARD,
+    max_seconds: Annotated[
+        float,
+        typer.Option(
+            "--max-seconds",
+            callback=_positive_seconds,
+            help="Longest recording accepted, in seconds (by its header, or once decoded); longer files are "
+            "error rows (too_long), so one mislabelled hours-long file cannot stall a worker.",
+        ),
+    ] = MAX_AUDIO_SECONDS,
+    faiss_index: Annotated[
+        bool,
+        typer.Option(
+            "--faiss-index",
+            help="Also write pool/clap/index.faiss (IndexFlatIP over every vector) for tools outside sonify; "
+            "retrieval itself searches the vectors directly and builds --index ivf/hnsw indexes as it needs them.",
+        ),
+    ] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -58,7 +81,7 @@ def pool(
         raise InputError(f"--labels names unknown collection(s): {', '.join(sorted(unknown))}")
     from ..stages.pool import PoolEmbedStage, PoolSegmentsStage  # audio stack: only when a pool is built
 
-    segments = PoolSegmentsStage(sources, label_files, files_per_shard=shard_size)
+    segments = PoolSegmentsStage(sources, label_files, files_per_shard=shard_size, max_seconds=max_seconds)
     embed = None
     if not no_embed:
         embed = PoolEmbedStage(
@@ -69,5 +92,6 @@ def pool(
             batch_size=batch_size,
             files_per_shard=shard_size,
             workdir=str(workdir),
+            faiss_index=faiss_index,
         )
     run_pool(run, workdir, segments, embed)

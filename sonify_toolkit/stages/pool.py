@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .. import audio, schema
+from ..error_text import scrub
 from ..errors import InputError
 from ..fileio import scan_tree, sha256_file, sha256_open_file
 from ..labels import LabelFileError, LabelMap, read_labels
@@ -45,7 +46,7 @@ from ..settings import (
     SILENCE_LUFS,
 )
 from ..shards import StageDir, atomic_output
-from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk, model_resources
+from ..stage import ItemCallback, Resources, Shard, ShardContext, ShardResult, Stage, chunk, model_resources
 
 
 class PoolInputError(InputError):
@@ -105,10 +106,10 @@ def segment_rows(
     return rows, silent
 
 
-def _timed(blocks: Iterator[np.ndarray], timer: StatsTimer, frames: list[int]) -> Iterator[np.ndarray]:
+def _timed(blocks: Iterator[np.ndarray], ctx: ShardContext, frames: list[int]) -> Iterator[np.ndarray]:
     """Time the decoding half of a streamed file and count its standardised frames."""
     while True:
-        with timer("decode"):
+        with ctx.phase("decode"):
             block = next(blocks, None)
         if block is None:
             return
@@ -215,79 +216,64 @@ class PoolSegmentsStage(Stage):
             self._load_labels()
 
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
+        ctx = ShardContext(shard, on_item)
         rows: list[dict[str, Any]] = []
-        errors = ErrorLog()
-        counts: Counter[str] = Counter()
-        timer = StatsTimer()
         frames = [0]  # 16 kHz frames decoded: seconds are rounded once per shard, not per (short) file
         for source, rel, *entry in shard.items:
             item = f"{source}/{rel}"
             if entry and entry[0] == OTHER_FILES:
-                counts.update({f"skipped {ext}": n for ext, n in entry[1]})
+                for ext, n in entry[1]:
+                    ctx.count(f"skipped {ext}", n)
                 continue
             if entry:  # found by the scan and unreadable: a folder, a dangling link, a FIFO ...
-                errors.add(item, entry[0], entry[1])
+                ctx.error(item, entry[0], entry[1])
             else:
-                self._segment_file(source, rel, rows, errors, counts, timer, frames)
-            if on_item:
-                on_item(1)
-        frames = frames[0]
-        if frames:
-            counts["audio_seconds"] = round(frames / SAMPLE_RATE)
-        return ShardResult(
-            tables={"segments": schema.table(rows, schema.POOL_SEGMENTS), "errors": errors.table()},
-            counters=dict(counts),
-            errors=dict(errors.counts),
-            items=len(shard.items),
-            extra={"phase_seconds": {k: round(v, 4) for k, v in timer.seconds.items()}},
-        )
+                self._segment_file(source, rel, rows, ctx, frames)
+            ctx.advance()
+        if frames[0]:
+            ctx.count("audio_seconds", round(frames[0] / SAMPLE_RATE))
+        return ctx.result({"segments": schema.table(rows, schema.POOL_SEGMENTS)})
 
     def _segment_file(
-        self,
-        source: str,
-        rel: str,
-        rows: list[dict[str, Any]],
-        errors: ErrorLog,
-        counts: Counter[str],
-        timer: StatsTimer,
-        frames: list[int],
+        self, source: str, rel: str, rows: list[dict[str, Any]], ctx: ShardContext, frames: list[int]
     ) -> None:
         """One file: hash and decode the same open file, its header checked first, streamed in 5-s blocks."""
         item = f"{source}/{rel}"
         try:
             f = open(Path(self.sources[source]) / rel, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
-            errors.add(item, "unreadable_file", exc.strerror or type(exc).__name__)
+            ctx.error(item, "unreadable_file", exc.strerror or type(exc).__name__)
             return
         with f:
             try:
-                with timer("hash"):
+                with ctx.phase("hash"):
                     digest = sha256_open_file(f)
             except OSError as exc:
-                errors.add(item, "unreadable_file", exc.strerror or type(exc).__name__)
+                ctx.error(item, "unreadable_file", exc.strerror or type(exc).__name__)
                 return
             labels = self._labels[source].lookup(rel) if source in self._labels else []
             decoded = [0]
+            seconds = ctx.timer.seconds
             try:
                 with audio.open_audio(f, self.max_seconds) as reader:
-                    blocks = _timed(audio.standard_blocks(reader, SAMPLE_RATE), timer, decoded)
-                    decode_before = timer.seconds["decode"]
-                    with timer("loudness"):  # decoding runs inside (streamed): its share is taken out below
+                    blocks = _timed(audio.standard_blocks(reader, SAMPLE_RATE), ctx, decoded)
+                    decode_before = seconds["decode"]
+                    with ctx.phase("loudness"):  # decoding runs inside (streamed): its share is taken out below
                         new, silent = segment_rows(blocks, source, rel, digest, labels, self.silence_lufs)
-                    timer.seconds["loudness"] -= timer.seconds["decode"] - decode_before
+                    seconds["loudness"] -= seconds["decode"] - decode_before
                 if not decoded[0]:
                     raise audio.AudioDecodeError("no_audio_frames", "no audio frames at 16 kHz")
             except audio.AudioDecodeError as exc:
-                errors.add(item, exc.reason, str(exc))
+                ctx.error(item, exc.reason, scrub(str(exc)))  # a decoder's message may name a temp file or object
                 return
             except OSError as exc:
-                errors.add(item, "unreadable_file", exc.strerror or type(exc).__name__)
+                ctx.error(item, "unreadable_file", exc.strerror or type(exc).__name__)
                 return
         rows.extend(new)
-        counts["files_ok"] += 1
-        counts["segments"] += len(new)
-        counts["silent_segments"] += silent
-        counts["labelled_files"] += bool(labels)
+        ctx.count("files_ok")
+        ctx.count("segments", len(new))
+        ctx.count("silent_segments", silent)
+        ctx.count("labelled_files", int(bool(labels)))
         frames[0] += decoded[0]
 
     def finalize(self, workdir: Path) -> dict[str, Any]:
@@ -356,6 +342,9 @@ class PoolEmbedStage(Stage):
             "segment_seconds": SEGMENT_SECONDS,
         }
 
+    def finalize_params(self) -> dict[str, Any]:
+        return {"faiss_index": True} if self.faiss_index else {}
+
     def setup(self) -> None:
         from ..models.clap import ClapEncoder
 
@@ -371,7 +360,7 @@ class PoolEmbedStage(Stage):
             by_file[(row["source"], row["path"])].append(i)
         win48 = int(CLAP_SAMPLE_RATE * SEGMENT_SECONDS)
         emb = np.zeros((len(segs), self._encoder.identity.dim), np.float32)  # failed rows stay zero: never rank high
-        errors = ErrorLog()
+        ctx = ShardContext(shard, on_item)
         pending: list[tuple[int, np.ndarray]] = []  # clips wait for a full batch: memory stays one batch
 
         def flush(all_of_it: bool = False) -> None:
@@ -381,7 +370,7 @@ class PoolEmbedStage(Stage):
 
         def fail(idxs: list[int], reason: str, detail: str) -> None:
             for i in idxs:
-                errors.add(segs[i]["clip_id"], reason, detail)
+                ctx.error(segs[i]["clip_id"], reason, detail)
 
         for (source, rel), idxs in by_file.items():
             wanted = {segs[i]["segment"]: i for i in idxs}
@@ -403,21 +392,14 @@ class PoolEmbedStage(Stage):
                 fail(idxs, "embed_read_failed", exc.strerror or type(exc).__name__)
                 continue
             except audio.AudioDecodeError as exc:
-                fail(idxs, "embed_decode_failed", str(exc))
+                fail(idxs, "embed_decode_failed", scrub(str(exc)))
                 continue
             pending.extend(clips)
             flush()
-            if on_item:
-                on_item(1)
+            ctx.advance()
         flush(all_of_it=True)
-        return ShardResult(
-            tables={"errors": errors.table()},
-            arrays={"embeddings": emb},
-            counters={"embedded_segments": len(segs) - len(errors.rows)},
-            errors=dict(errors.counts),
-            items=len(shard.items),
-            extra={"encoder": self._encoder.identity.as_dict()},
-        )
+        ctx.count("embedded_segments", len(segs) - len(ctx.errors.rows))
+        return ctx.result({}, arrays={"embeddings": emb}, extra={"encoder": self._encoder.identity.as_dict()})
 
     def finalize(self, workdir: Path) -> dict[str, Any]:
         """Record the vectors in the manifest, streaming over the shard files: nothing is concatenated.
