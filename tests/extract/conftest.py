@@ -212,17 +212,26 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def openai_server() -> Iterator[FakeServer]:
+@contextlib.contextmanager
+def serve_fake_vlm() -> Iterator[FakeServer]:
+    """A loopback OpenAI-style VLM server on a free port, answering by image colour and counting requests."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     fake = FakeServer(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1")
     httpd.RequestHandlerClass = _handler(fake)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield fake
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield fake
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeServer]:
+    with serve_fake_vlm() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.extract.conftest import FakeServer, _handler
+from tests.extract.conftest import FakeServer, serve_fake_vlm
 from tests.pool.corpus import make_corpus
 
 
@@ -34,12 +32,5 @@ def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def vlm_server() -> Iterator[FakeServer]:
     """A loopback OpenAI-style VLM server that counts the requests it receives (answers by image colour)."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    fake = FakeServer(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1")
-    httpd.RequestHandlerClass = _handler(fake)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield fake
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_fake_vlm() as fake:
+        yield fake
