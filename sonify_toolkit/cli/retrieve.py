@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -47,12 +48,24 @@ def retrieve(
     device: Device = "auto",
     dtype: DtypeOpt = Dtype.auto,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="CLAP text batch size.")] = CLAP_BATCH_SIZE,
+    vlm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vlm",
+            help="Use only this VLM's concepts (its id as given to extract, or its folder under concepts/); "
+            "repeatable. Default: every complete concepts folder (folders with no shard written are skipped).",
+        ),
+    ] = None,
     *,
     run: RunOptions,
 ) -> None:
     """Pick one pool segment per sounding concept (SSR, top-k threshold, random draw) and write the pairs table."""
-    from ..stages.retrieve import RetrievePairsStage, RetrieveSearchStage, pool_clap  # only when retrieving
+    from ..stages.retrieve import RetrievePairsStage, RetrieveSearchStage, concept_folders, pool_clap
     from ..vector_index import IndexSpec
+
+    vlms = tuple(vlm) if vlm else None
+    for name, why in concept_folders(workdir, vlms).skipped:  # a failed start blocks nothing: it is named
+        print(f"sonify retrieve: skipped concepts/{name}: {why}", file=sys.stderr)
 
     search = RetrieveSearchStage(
         workdir=str(workdir),
@@ -63,6 +76,7 @@ def retrieve(
         device=device,
         dtype=dtype.value,
         batch_size=batch_size,
+        vlms=vlms,
     )
     pairs = RetrievePairsStage(
         workdir=str(workdir), search=search, seed=seed, lufs_min=lufs_min, lufs_max=lufs_max, max_reuse=max_reuse

@@ -30,8 +30,10 @@ from .draws import DrawParams, PoolColumns, build_pairs, select_sources
 from .pairs import RetrievePairsStage
 from .plan import (
     CONCEPT_TEXT_MODES,
+    ConceptFolders,
     ConceptItems,
     RetrieveInputError,
+    concept_folders,
     concept_items,
     concept_shards,
     concept_text,
@@ -49,6 +51,7 @@ from .text_cache import TextVectorCache
 __all__ = [
     "CONCEPT_TEXT_MODES",
     "TOPK",
+    "ConceptFolders",
     "ConceptItems",
     "DrawParams",
     "PoolColumns",
@@ -58,6 +61,7 @@ __all__ = [
     "TextVectorCache",
     "TopK",
     "build_pairs",
+    "concept_folders",
     "concept_items",
     "concept_shards",
     "concept_text",

@@ -65,7 +65,8 @@ class RetrievePairsStage(Stage):
 
     def plan(self) -> list[Shard]:
         if self._plan is None:
-            self._plan = [Shard(i, (item,)) for i, item in enumerate(concept_shards(Path(self.workdir)))]
+            shards = concept_shards(Path(self.workdir), self.search.vlms)
+            self._plan = [Shard(i, (item,)) for i, item in enumerate(shards)]
         return self._plan
 
     def params(self) -> dict[str, Any]:
@@ -79,7 +80,7 @@ class RetrievePairsStage(Stage):
             "rng": "PCG64(SeedSequence(sha256(f'{seed}\\x1f{pair_id}\\x1f{concept_index}')))",
             **self.search.params(),
             "search_fingerprint": search_manifest.get("fingerprint"),
-            "concepts": concepts_fingerprints(Path(self.workdir)),
+            "concepts": concepts_fingerprints(Path(self.workdir), self.search.vlms),
         }
 
     def _load_topk(self) -> TopK:
@@ -106,7 +107,12 @@ class RetrievePairsStage(Stage):
         if not assignments_done(folder):
             topk = topk or self._load_topk()
             tables, overflow = reuse_assignments(
-                Path(self.workdir), self.search.concept_text, topk, self.draw_params, self.max_reuse
+                Path(self.workdir),
+                self.search.concept_text,
+                topk,
+                self.draw_params,
+                self.max_reuse,
+                vlms=self.search.vlms,
             )
             write_assignments(folder, tables, overflow)
         return folder

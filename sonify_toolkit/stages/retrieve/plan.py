@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ...errors import InputError
 from ...pool_files import pool_dir
-from ...shards import StageDir, atomic_write_table, fingerprint
+from ...shards import STAGE_FILE, StageDir, atomic_write_table, fingerprint
 from ...stage import ErrorLog
 
 CONCEPT_TEXT_MODES = ("description", "name", "both")
@@ -84,35 +84,90 @@ def pool_fingerprint(workdir: Path) -> str:
     return fingerprint(json.loads((pool_dir(workdir) / "manifest.json").read_text()))
 
 
-def concept_shards(workdir: Path) -> list[tuple[str, int]]:
-    """(vlm folder, shard index) of every concepts shard, sorted; refuses an unfinished extraction."""
+@dataclass(frozen=True)
+class ConceptFolders:
+    """Which `W/concepts/<vlm>/` folders retrieval reads, and the ones it leaves out with the reason."""
+
+    used: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...] = ()  # (folder name, why)
+
+
+def _folder_names(root: Path) -> list[str]:
+    """Concepts folders by name; hidden ones (a folder being deleted, `.lock` files) are no VLM's."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
+def _wanted_folders(names: list[str], vlms: Sequence[str]) -> list[str]:
+    """`--vlm` values (a VLM id as given to extract, or its folder name) -> folder names; refuses an unknown one."""
+    from ..extract import vlm_slug  # the one rule that names a VLM's folder
+
+    wanted = []
+    for vlm in vlms:
+        name = vlm if vlm in names else vlm_slug(vlm)
+        if name not in names:
+            raise RetrieveInputError(
+                f"--vlm {vlm}: no concepts folder concepts/{name} (have: {', '.join(names) or 'none'})"
+            )
+        if name not in wanted:
+            wanted.append(name)
+    return sorted(wanted)
+
+
+def concept_folders(workdir: Path, vlms: Sequence[str] | None = None) -> ConceptFolders:
+    """The complete concepts folders retrieval uses (all, or those named by `--vlm`), and the ones it skips.
+
+    A folder with no shard written (an extraction that failed before its first image, or never began)
+    is not unfinished work: it is skipped and named. One with some but not all shards is refused: its
+    pairs would silently miss images. A folder named by `--vlm` must be complete.
+    """
+    root = Path(workdir) / "concepts"
+    names = _folder_names(root)
+    chosen = _wanted_folders(names, vlms) if vlms else names
+    used: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for name in chosen:
+        sd = StageDir(root / name)
+        manifest = sd.manifest()
+        done = sd.complete_shards()
+        if manifest is None:
+            skipped.append((name, f"no {STAGE_FILE}: not an extract run"))
+        elif not done:
+            skipped.append((name, f"no shard written (0/{manifest['num_shards']}): an extraction that never started"))
+        elif len(done) != manifest["num_shards"]:
+            raise RetrieveInputError(
+                f"concepts in {root / name} are incomplete ({len(done)}/{manifest['num_shards']} shards): "
+                f"finish `sonify extract` first{' or leave it out with --vlm' if len(names) > 1 else ''}"
+            )
+        else:
+            used.append(name)
+    if vlms and skipped:
+        name, why = skipped[0]
+        raise RetrieveInputError(f"--vlm {name}: concepts/{name} cannot be used ({why}): run `sonify extract` first")
+    if not used:
+        raise RetrieveInputError(f"no complete concepts tables under {root}: run `sonify extract` first")
+    return ConceptFolders(tuple(used), tuple(skipped))
+
+
+def concept_shards(workdir: Path, vlms: Sequence[str] | None = None) -> list[tuple[str, int]]:
+    """(vlm folder, shard index) of every concepts shard retrieval reads, sorted (see `concept_folders`)."""
     root = Path(workdir) / "concepts"
     found: list[tuple[str, int]] = []
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    for folder in folders:
-        sd = StageDir(folder)
-        manifest = sd.manifest()
-        if manifest is None:
-            continue
-        done = sd.complete_shards()
-        if len(done) != manifest["num_shards"]:
-            raise RetrieveInputError(
-                f"concepts in {folder} are incomplete ({len(done)}/{manifest['num_shards']} shards): "
-                "finish `sonify extract` first"
-            )
-        found.extend((folder.name, i) for i in done if sd.table_path("", i).exists())
+    for name in concept_folders(workdir, vlms).used:
+        sd = StageDir(root / name)
+        found.extend((name, i) for i in sd.complete_shards() if sd.table_path("", i).exists())
     if not found:
         raise RetrieveInputError(f"no concepts tables under {root}: run `sonify extract` first")
     return found
 
 
-def concepts_fingerprints(workdir: Path) -> dict[str, str]:
+def concepts_fingerprints(workdir: Path, vlms: Sequence[str] | None = None) -> dict[str, str]:
+    """The run fingerprint of each concepts folder retrieval reads (a pairs table depends on exactly these)."""
     root = Path(workdir) / "concepts"
     out = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        manifest = StageDir(folder).manifest()
-        if manifest is not None:
-            out[folder.name] = manifest["fingerprint"]
+    for name in concept_folders(workdir, vlms).used:
+        manifest = StageDir(root / name).manifest()
+        assert manifest is not None  # a used folder is complete, so it has its _stage.json
+        out[name] = manifest["fingerprint"]
     return out
 
 
@@ -302,26 +357,26 @@ def concept_items(table: pa.Table, mode: str) -> ConceptItems:
     return out
 
 
-def plan_key(workdir: Path, mode: str) -> str:
+def plan_key(workdir: Path, mode: str, vlms: Sequence[str] | None = None) -> str:
     """Fingerprint of the search plan's inputs: the mode and every concepts shard file (name, size, mtime)."""
     files = []
-    for vlm_dir, index in concept_shards(workdir):
+    for vlm_dir, index in concept_shards(workdir, vlms):
         st = StageDir(Path(workdir) / "concepts" / vlm_dir).table_path("", index).stat()
         files.append([vlm_dir, index, st.st_size, st.st_mtime_ns])
     return fingerprint({"mode": mode, "files": files})
 
 
-def distinct_texts(workdir: Path, mode: str) -> list[str]:
+def distinct_texts(workdir: Path, mode: str, vlms: Sequence[str] | None = None) -> list[str]:
     """Sorted distinct concept texts over every concepts shard and VLM (the search plan).
 
     Computed by columns and cached under `W/retrieve/plan/` by the fingerprint of its inputs, so the
     command, its workers and later commands read it back instead of recomputing it.
     """
-    path = retrieve_dir(workdir) / "plan" / f"texts-{plan_key(workdir, mode)}.parquet"
+    path = retrieve_dir(workdir) / "plan" / f"texts-{plan_key(workdir, mode, vlms)}.parquet"
     if path.exists():
         return pq.read_table(path).column("text").to_pylist()
     texts = scan_distinct_texts(
-        [StageDir(Path(workdir) / "concepts" / v).table_path("", i) for v, i in concept_shards(workdir)], mode
+        [StageDir(Path(workdir) / "concepts" / v).table_path("", i) for v, i in concept_shards(workdir, vlms)], mode
     )
     atomic_write_table(path, pa.table({"text": texts.to_arrow().cast(pa.string())}))
     return texts.to_list()

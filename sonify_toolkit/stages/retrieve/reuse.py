@@ -10,6 +10,7 @@ each shard reads back (`read_assignments`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,12 @@ from .search import TopK
 
 
 def reuse_assignments(
-    workdir: Path, mode: str, topk: TopK, params: DrawParams, max_reuse: int
+    workdir: Path,
+    mode: str,
+    topk: TopK,
+    params: DrawParams,
+    max_reuse: int,
+    vlms: Sequence[str] | None = None,
 ) -> tuple[list[pa.Table], int]:
     """The reuse cap's global pass over every concept of every shard; returns the overflow count and,
     per concepts shard (plan order), its concepts' (pair_id, concept_index, row) in `concept_items` order.
@@ -36,7 +42,7 @@ def reuse_assignments(
     prefs: list[np.ndarray] = []
     order: list[np.ndarray] = []
     ids: list[pa.Table] = []
-    for vlm_dir, shard in concept_shards(workdir):
+    for vlm_dir, shard in concept_shards(workdir, vlms):
         items = concept_items(read_concepts(workdir, vlm_dir, shard), mode).only_searched(topk.where)
         where, sel, draws = select_sources(items, topk, params)
         ranks = algorithm.preferences(sel)

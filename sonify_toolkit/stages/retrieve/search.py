@@ -48,6 +48,7 @@ class RetrieveSearchStage(Stage):
     dtype: str = "auto"
     batch_size: int = CLAP_BATCH_SIZE
     texts_per_shard: int = TEXTS_PER_SHARD
+    vlms: tuple[str, ...] | None = None  # the concepts folders to read (`--vlm`); None: every complete one
 
     name = "retrieve-search"
     transient = ("_plan", "_state")  # the pool index, text cache and encoder, loaded per worker in setup
@@ -71,7 +72,7 @@ class RetrieveSearchStage(Stage):
 
     def plan(self) -> list[Shard]:
         if self._plan is None:
-            self._plan = chunk(distinct_texts(Path(self.workdir), self.concept_text), self.texts_per_shard)
+            self._plan = chunk(distinct_texts(Path(self.workdir), self.concept_text, self.vlms), self.texts_per_shard)
         return self._plan
 
     def params(self) -> dict[str, Any]:
