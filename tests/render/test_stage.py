@@ -130,7 +130,7 @@ def test_hf_format_loads_with_datasets_offline(good_pairs, roots, tmp_path):
     out = tmp_path / "hf"
     _run(folder, roots, out, format="hf", pairs_per_shard=4)
     _run(folder, roots, tmp_path / "flac", pairs_per_shard=4)
-    ds = datasets.load_dataset(str(out), split="train")
+    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf_cache"))  # not the shared cache
     assert ds.num_rows == len(good_pairs) and isinstance(ds.features["audio"], datasets.Audio)
     assert ds.features["audio"].sampling_rate == 16_000
     assert DatasetCard.load(out / "README.md").data.configs[0]["data_files"][0]["path"] == "data/*.parquet"
@@ -147,7 +147,11 @@ def test_hf_format_loads_with_datasets_offline(good_pairs, roots, tmp_path):
     assert (out / "README.md").read_bytes() == (again / "README.md").read_bytes()
 
 
-def test_release_folder_and_dataset_inputs(good_pairs, roots, tmp_path):
+def test_release_folder_and_dataset_inputs(good_pairs, roots, tmp_path, monkeypatch):
+    import datasets
+
+    # HubPairs calls load_dataset without a cache_dir: keep it off the shared ~/.cache (stale entries)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
     release = tmp_path / "release"
     (release / "data").mkdir(parents=True)
     half = len(good_pairs) // 2
