@@ -53,7 +53,7 @@ from ..settings import (
     VLM_MAX_NEW_TOKENS,
 )
 from ..shards import STAGE_FILE, StageDir
-from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk, model_resources
+from ..stage import ItemCallback, Resources, Shard, ShardContext, ShardResult, Stage, chunk, model_resources
 
 MANIFEST_SUFFIXES = (".parquet", ".csv")
 
@@ -160,7 +160,7 @@ class ExtractStage(Stage):
     max_retries: int = OPENAI_MAX_RETRIES
 
     name = "extract"
-    transient = ("_engine", "_reader", "_filter")
+    transient = ("_engine", "_reader", "_filter", "_plan")  # per worker; the plan is the driver's
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -184,9 +184,6 @@ class ExtractStage(Stage):
         self._reader: imgs.ImageReader | None = None
         self._filter: FilterCaptions | None = None
         self._plan: list[Shard] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "_plan": None}
 
     @property
     def filter_source(self) -> FilterCaptions | None:
@@ -324,11 +321,9 @@ class _ShardRun:
     """
 
     def __init__(self, stage: ExtractStage, shard: Shard, on_item: ItemCallback | None):
-        self.stage, self.shard, self.on_item = stage, shard, on_item
+        self.stage, self.shard = stage, shard
+        self.ctx = ShardContext(shard, on_item)
         self.rows: list[dict[str, Any] | None] = [None] * len(shard.items)
-        self.errors = ErrorLog()
-        self.counts: Counter[str] = Counter()
-        self.timer = StatsTimer()
         self.prompt = stage.prompt_text
         source = stage.filter_source
         self.filter_rows = source.lookup([str(it[1]) for it in shard.items]) if source else None
@@ -343,17 +338,16 @@ class _ShardRun:
             "keep": False,
             **values,
         }
-        if self.on_item:
-            self.on_item(1)
+        self.ctx.advance()
 
     def _error(self, pos: int, reason: str, detail: str, raw: str | None = None) -> None:
-        self.errors.add(self.shard.items[pos][1], reason, detail)
+        self.ctx.error(self.shard.items[pos][1], reason, detail)
         self._row(pos, drop_reason=reason, error=detail[:2000], raw_response=raw)
 
     def _generate(self, images: list[Image.Image], seeds: list[int] | None) -> list[Any]:
-        with self.timer("generate"):
+        with self.ctx.phase("generate"):
             out = self.stage._engine.generate(images, self.prompt, seeds)
-        self.counts["generated_tokens"] += sum(g.tokens for g in out)
+        self.ctx.count("generated_tokens", sum(g.tokens for g in out))
         return out
 
     def _flush(self, batch: list[tuple[int, Image.Image]]) -> None:
@@ -365,13 +359,13 @@ class _ShardRun:
             if g.error is not None:
                 self._error(pos, "generation_failed", g.error)
                 continue
-            self.counts["images"] += 1
+            self.ctx.count("images")
             if not self._accept(pos, g.text, final=False):
                 retry.append((pos, img))
             else:
                 self._mark_cut(pos, g)
         if retry:
-            self.counts["retried"] += len(retry)
+            self.ctx.count("retried", len(retry))
             seeds = [stable_seed(self.shard.items[pos][1]) for pos, _ in retry]  # the image's own, not its batch's
             gens = self._generate([img for _, img in retry], seeds)
             for (pos, _), g in zip(retry, gens, strict=True):
@@ -389,7 +383,7 @@ class _ShardRun:
 
     def _accept(self, pos: int, text: str | None, final: bool) -> bool:
         """Parse and filter one answer into its row; False when unparsable and a retry remains."""
-        with self.timer("parse"):
+        with self.ctx.phase("parse"):
             try:
                 ans = cp.parse_response(text, self.stage.max_concepts)
             except cp.UnparsableResponse as exc:
@@ -398,8 +392,8 @@ class _ShardRun:
                 self._error(pos, "unparsable_response", f"{exc} (after one retry)", raw=text)
                 return True
         keep, reason = self._decide(pos, ans)
-        self.counts["kept" if keep else _DROP_COUNTERS.get((reason or "").split(":")[0], "dropped_non_sonic")] += 1
-        self.counts["concepts"] += len(ans.concepts) if keep else 0
+        self.ctx.count("kept" if keep else _DROP_COUNTERS.get((reason or "").split(":")[0], "dropped_non_sonic"))
+        self.ctx.count("concepts", len(ans.concepts) if keep else 0)
         self._row(pos, caption=ans.caption, concepts=ans.concepts, keep=keep, drop_reason=reason, raw_response=text)
         return True
 
@@ -419,13 +413,13 @@ class _ShardRun:
         size = st._engine.batch_size  # the openai engine asks for more than --batch-size: its concurrency x 4
         payloads = st._reader.iter_payloads(self.shard.items)
         for pos in range(len(self.shard.items)):
-            with self.timer("read"):
+            with self.ctx.phase("read"):
                 _, payload = next(payloads)
             if isinstance(payload, imgs.ImageDecodeError):
                 self._error(pos, payload.reason, str(payload))
                 continue
             try:
-                with self.timer("decode"):
+                with self.ctx.phase("decode"):
                     img = imgs.decode_image(payload, st.max_image_side or None)
             except imgs.ImageDecodeError as exc:
                 self._error(pos, exc.reason, str(exc))
@@ -435,17 +429,14 @@ class _ShardRun:
                 self._flush(batch)
                 batch = []
         self._flush(batch)
-        secs = self.timer.seconds["generate"]
-        self.counts["generate_ms"] = round(secs * 1000)
-        return ShardResult(
-            tables={"": schema.table(self.rows, schema.CONCEPTS), "errors": self.errors.table()},  # type: ignore[arg-type]
-            counters=dict(self.counts),
-            errors=dict(self.errors.counts),
-            items=len(self.shard.items),
+        secs = self.ctx.timer.seconds["generate"]
+        counts = self.ctx.counters
+        counts["generate_ms"] = round(secs * 1000)
+        return self.ctx.result(
+            {"": schema.table(self.rows, schema.CONCEPTS)},  # type: ignore[arg-type]
             extra={
-                "images_per_second": round(self.counts["images"] / secs, 3) if secs else None,
-                "tokens_per_second": round(self.counts["generated_tokens"] / secs, 2) if secs else None,
-                "phase_seconds": {k: round(v, 4) for k, v in self.timer.seconds.items()},
+                "images_per_second": round(counts["images"] / secs, 3) if secs else None,
+                "tokens_per_second": round(counts["generated_tokens"] / secs, 2) if secs else None,
                 "vlm": st.vlm,
                 "engine": st.engine,
             },

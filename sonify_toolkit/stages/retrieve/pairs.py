@@ -17,7 +17,7 @@ from typing import Any
 from ...pool_files import load_pool
 from ...settings import LUFS_MAX, LUFS_MIN, SEED
 from ...shards import StageDir, atomic_write_json, fingerprint, shard_name
-from ...stage import ItemCallback, Resources, Shard, ShardResult, Stage
+from ...stage import ItemCallback, Resources, Shard, ShardContext, ShardResult, Stage
 from ...usage import clip_usage
 from .draws import DrawParams, PoolColumns, build_pairs
 from .plan import (
@@ -122,19 +122,19 @@ class RetrievePairsStage(Stage):
         return None if folder is None else read_assignments(folder, index)
 
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
+        ctx = ShardContext(shard, on_item)
         (vlm_dir, index) = shard.items[0]
         concepts = read_concepts(Path(self.workdir), vlm_dir, index)
-        items = concept_items(concepts, self.search.concept_text).only_searched(self._state["topk"].where)
+        items = concept_items(concepts, self.search.concept_text, errors=ctx.errors)
+        items = items.only_searched(self._state["topk"].where)
         table, counters = build_pairs(
             items, self._state["topk"], self._state["pool"], self.draw_params, self._assigned(shard.index)
         )
-        if on_item:
-            on_item(1)
-        return ShardResult(
-            tables={"": table, "errors": items.errors.table()},
-            counters=dict(counters),
-            errors=dict(items.errors.counts),
-            items=1,
+        for name, n in counters.items():
+            ctx.count(name, n)
+        ctx.advance()
+        return ctx.result(
+            {"": table},
             extra={"concepts_shard": f"{vlm_dir}/{shard_name(index)}", "images": concepts.num_rows},
         )
 

@@ -336,15 +336,16 @@ def concept_frames(table: pa.Table, mode: str) -> ConceptFrames:
     )
 
 
-def concept_items(table: pa.Table, mode: str) -> ConceptItems:
+def concept_items(table: pa.Table, mode: str, errors: ErrorLog | None = None) -> ConceptItems:
     """Pure: which (image, VLM) rows give pairs, and the text CLAP reads for each of their concepts.
 
     Rows with an extraction error or keep=false give no pair (counted); so do kept images with
     no concepts. Concepts whose text is empty are error rows; the pair keeps its other sources.
-    Computed by columns (`concept_frames`); the lists are what the per-concept draws consume.
+    Computed by columns (`concept_frames`); the lists are what the per-concept draws consume. Error
+    rows go to `errors` when given (a shard's `ShardContext.errors`), else to a log of their own.
     """
     frames = concept_frames(table, mode)
-    out = ConceptItems(pairs=frames.pairs.to_dicts(), counters=frames.counters)
+    out = ConceptItems(pairs=frames.pairs.to_dicts(), counters=frames.counters, errors=errors or ErrorLog())
     c = frames.concepts
     out.pair_of = c.get_column("pair_of").to_list()
     out.pair_ids = c.get_column("pair_id").to_list()

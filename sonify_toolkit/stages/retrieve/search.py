@@ -21,7 +21,7 @@ import pyarrow as pa
 from ...pool_files import PoolVectors, pool_vectors
 from ...settings import CLAP_BATCH_SIZE, RECALL_SAMPLE, TEXTS_PER_SHARD, TOP_K
 from ...shards import StageDir, atomic_write_bytes, fingerprint
-from ...stage import ItemCallback, Resources, Shard, ShardResult, Stage, chunk, model_resources
+from ...stage import ItemCallback, Resources, Shard, ShardContext, ShardResult, Stage, chunk, model_resources
 from ...vector_index import ExactIndex, IndexSpec, build_index, recall_at_k, search
 from .plan import CONCEPT_TEXT_MODES, RetrieveInputError, distinct_texts, pool_fingerprint, retrieve_dir, search_dir
 from .text_cache import TextVectorCache
@@ -158,17 +158,20 @@ class RetrieveSearchStage(Stage):
         return vectors, len(missing)
 
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
+        ctx = ShardContext(shard, on_item)
         texts = list(shard.items)
-        vectors, embedded = self.embed(texts, on_item)
+        vectors, embedded = self.embed(texts, ctx.advance)
         pool = self._state["pool"]
         sims, rows = search(self._state["index"], vectors, self.top_k, pool)
-        counters = {"texts": len(texts), "texts_embedded": embedded, "texts_from_cache": len(texts) - embedded}
+        ctx.count("texts", len(texts))
+        ctx.count("texts_embedded", embedded)
+        ctx.count("texts_from_cache", len(texts) - embedded)
         if self.index.kind != "exact" and len(texts):
             sample = np.linspace(0, len(texts) - 1, min(RECALL_SAMPLE, len(texts))).astype(int)
             _, exact_rows = ExactIndex(pool).search(vectors[sample], self.top_k)
             recall = recall_at_k(rows[sample], exact_rows)
-            counters["recall_hits"] = round(recall * exact_rows.size)
-            counters["recall_total"] = int(exact_rows.size)
+            ctx.count("recall_hits", round(recall * exact_rows.size))
+            ctx.count("recall_total", int(exact_rows.size))
         k = rows.shape[1]
         offsets = pa.array(np.arange(0, (len(texts) + 1) * k, k, dtype=np.int32))
         table = pa.table(
@@ -179,7 +182,7 @@ class RetrieveSearchStage(Stage):
             },
             schema=TOPK,
         )
-        return ShardResult(tables={"topk": table}, counters=counters, items=len(texts))
+        return ctx.result({"topk": table}, errors_table=None)
 
     def finalize(self, workdir: Path) -> dict[str, Any]:
         stats = StageDir(self.output_dir(workdir)).stats()
