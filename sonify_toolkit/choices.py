@@ -57,6 +57,13 @@ class ConceptText(str, Enum):
     both = "both"
 
 
+class Arrange(str, Enum):
+    """How the recipe's `generate` combines several sources: summed (a mix) or one after another (a sequence)."""
+
+    mix = "mix"
+    sequence = "sequence"
+
+
 class Dtype(str, Enum):
     """Model precision: auto is bf16 on GPU and fp32 on CPU."""
 

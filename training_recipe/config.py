@@ -21,6 +21,9 @@ class ReportTo(str, Enum):
     NONE = "none"
 
 
+NULL_AUDIO_KINDS = ("learned", "zero")  # the unconditional audio for CFG: a trained sequence, or zeros
+
+
 class ConfigError(InputError):
     """A training configuration that cannot run as written."""
 
@@ -71,6 +74,8 @@ class TrainConfig:
         for name in ("checkpoint_every", "log_every", "max_steps", "per_device_batch_size", "global_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.null_audio not in NULL_AUDIO_KINDS:
+            raise ConfigError(f"null_audio must be {' or '.join(NULL_AUDIO_KINDS)}, not {self.null_audio!r}")
         if not 0.0 <= self.null_audio_rate < 1.0:
             raise ConfigError(f"null_audio_rate must be in [0, 1), not {self.null_audio_rate}")
         choices = [r.value for r in ReportTo]

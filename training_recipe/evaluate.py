@@ -37,7 +37,7 @@ import typer
 from PIL import Image
 
 from sonify_toolkit import audio as au
-from sonify_toolkit.cli.common import one_line_errors
+from sonify_toolkit.cli.common import Device, one_line_errors
 from sonify_toolkit.errors import InputError
 from sonify_toolkit.settings import IMAGE_EXTENSIONS, SAMPLE_RATE
 
@@ -302,7 +302,7 @@ def evaluate(
         bool, typer.Option("--no-ais", help='Report without AIS ("ais": null and why) instead of refusing.')
     ] = False,
     fid_features: Annotated[FidFeatures, typer.Option("--fid-features", help="FID features.")] = FidFeatures.INCEPTION,
-    device: Annotated[str, typer.Option("--device")] = "auto",
+    device: Device = "auto",
     out: Annotated[Path | None, typer.Option("--out", help="Write the metrics JSON here.")] = None,
 ) -> None:
     """AIS (cosine, win rate, z-score), IIS and FID over a benchmark's pairs and a folder of generated images."""

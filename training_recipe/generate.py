@@ -30,24 +30,27 @@ import numpy as np
 import typer
 
 from sonify_toolkit import audio as au
-from sonify_toolkit.cli.common import CliError, one_line_errors
-from sonify_toolkit.errors import InputError
+from sonify_toolkit.choices import Arrange, Dtype
+from sonify_toolkit.cli.common import CliError, Device, DtypeOpt, one_line_errors
+from sonify_toolkit.errors import InputError, ModelLoadError
 from sonify_toolkit.settings import SAMPLE_RATE
 
 DEFAULT_LUFS = -23.0
 
 
-def arrange(waves: Sequence[np.ndarray], weights: Sequence[float], mode: str) -> np.ndarray:
+def arrange(waves: Sequence[np.ndarray], weights: Sequence[float], mode: Arrange | str) -> np.ndarray:
     """`mix`: weighted time-domain sum (peak-limited like the renderer); `sequence`: concatenated in order."""
     if len(waves) != len(weights):
         raise ValueError(f"{len(waves)} sources but {len(weights)} weights")
+    try:
+        kind = Arrange(mode)
+    except ValueError:
+        raise InputError(f"--arrange must be {' or '.join(a.value for a in Arrange)}, not {mode!r}") from None
     scaled = [np.asarray(w, np.float32) * np.float32(g) for w, g in zip(waves, weights, strict=True)]
-    if mode == "mix":
+    if kind is Arrange.mix:
         n = max(len(w) for w in scaled)
         return au.mix([np.pad(w, (0, n - len(w))) for w in scaled])[0]
-    if mode == "sequence":
-        return np.concatenate(scaled).astype(np.float32)
-    raise ValueError(f"--arrange must be mix or sequence, not {mode!r}")
+    return np.concatenate(scaled).astype(np.float32)
 
 
 def reverberate(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
@@ -127,7 +130,11 @@ class Generator:
         self.pipe.to(self.device)
         self.ast = AstEncoder(ast or self.recipe["ast_model"], device=self.device, dtype="fp32")
         if list(self.ast.shape) != list(self.recipe["audio_shape"]):
-            raise ValueError(f"AST gives {self.ast.shape}, the checkpoint was trained on {self.recipe['audio_shape']}")
+            raise ModelLoadError(
+                f"the AST {self.ast.identity['model']} gives features of shape {list(self.ast.shape)}, the "
+                f"checkpoint was trained on {self.recipe['audio_shape']} (from {self.recipe['ast_model']}): "
+                "drop --ast or pass that one"
+            )
         self.resolution = int(self.recipe["resolution"])
         self._torch = torch
 
@@ -232,7 +239,9 @@ def generate(
     audio_files: Annotated[list[Path] | None, typer.Option("--audio", help="Audio files (repeat for several).")] = None,
     out: Annotated[Path, typer.Option("--out", help="The grid image to write (.png).")] = Path("grid.png"),
     weights: Annotated[list[float] | None, typer.Option("--weights", help="Linear gain per --audio.")] = None,
-    arrange_mode: Annotated[str, typer.Option("--arrange", help="mix | sequence")] = "mix",
+    arrange_mode: Annotated[
+        Arrange, typer.Option("--arrange", help="Sum the sources, or play them in turn.")
+    ] = Arrange.mix,
     sweep_db: Annotated[list[float] | None, typer.Option("--sweep-db", help="Gains (dB) of the 1st source.")] = None,
     solo: Annotated[bool, typer.Option("--solo", help="Also one row per source alone.")] = False,
     reverb: Annotated[list[Path] | None, typer.Option("--reverb", help="Room impulse responses (.wav).")] = None,
@@ -241,8 +250,8 @@ def generate(
     guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale.")] = 4.5,
     steps: Annotated[int, typer.Option("--steps", min=1)] = 20,
     ast: Annotated[str | None, typer.Option("--ast", help="Override the checkpoint's AST.")] = None,
-    device: Annotated[str, typer.Option("--device")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), fp32, bf16, fp16.")] = "auto",
+    device: Device = "auto",
+    dtype: DtypeOpt = Dtype.auto,
     save_each: Annotated[bool, typer.Option("--save-each", help="Also write every image beside the grid.")] = False,
     pairs: Annotated[
         Path | None, typer.Option("--pairs", help="Benchmark pairs.parquet: one image per pair into --out-dir.")

@@ -24,7 +24,7 @@ import numpy as np
 import typer
 
 from sonify_toolkit import audio as au
-from sonify_toolkit.cli.common import CliError, one_line_errors
+from sonify_toolkit.cli.common import CliError, Device, one_line_errors
 from sonify_toolkit.models.ast import DEFAULT_AST
 from sonify_toolkit.settings import SAMPLE_RATE
 
@@ -120,7 +120,7 @@ def loudness_retention(
     variants: Annotated[int, typer.Option("--variants", min=1, help="Gains drawn per clip and range.")] = 5,
     lufs: Annotated[float, typer.Option("--lufs", help="Nominal loudness of the references.")] = -23.0,
     ast: Annotated[str, typer.Option("--ast", help="AST checkpoint (Hub id or path).")] = DEFAULT_AST,
-    device: Annotated[str, typer.Option("--device")] = "auto",
+    device: Device = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Fig. 15: 1-NN accuracy of AST features as the gain range widens."""

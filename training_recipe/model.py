@@ -24,6 +24,10 @@ from diffusers.models.embeddings import PixArtAlphaTextProjection
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sonify_toolkit.errors import InputError
+
+from .config import NULL_AUDIO_KINDS, ConfigError
+
 RECIPE_FILE = "recipe.json"
 NULL_FILE = "null_audio.safetensors"
 
@@ -44,8 +48,8 @@ class AudioPixArt(nn.Module):
 
     def __init__(self, transformer: PixArtTransformer2DModel, audio_shape: tuple[int, int], null_audio: str):
         super().__init__()
-        if null_audio not in ("learned", "zero"):
-            raise ValueError(f"null_audio must be 'learned' or 'zero', not {null_audio!r}")
+        if null_audio not in NULL_AUDIO_KINDS:
+            raise ConfigError(f"null_audio must be {' or '.join(NULL_AUDIO_KINDS)}, not {null_audio!r}")
         self.transformer = transformer
         self.null_kind = null_audio
         self.null_audio = nn.Parameter(torch.zeros(1, *audio_shape), requires_grad=null_audio == "learned")
@@ -86,7 +90,7 @@ def load_export(path: Path, dtype: torch.dtype = torch.float32) -> tuple[PixArtT
     """The transformer, null audio (1, T, D) and recipe of an exported checkpoint."""
     path = Path(path)
     if not (path / RECIPE_FILE).exists():
-        raise FileNotFoundError(f"{path} is not an exported checkpoint (no {RECIPE_FILE})")
+        raise InputError(f"{path} is not an exported checkpoint (no {RECIPE_FILE}): pass a checkpoint folder")
     recipe = json.loads((path / RECIPE_FILE).read_text())
     transformer = PixArtTransformer2DModel.from_pretrained(path / "transformer", dtype=dtype)
     null = load_file(str(path / NULL_FILE))["null_audio"].to(dtype)

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
+from sonify_toolkit.errors import InputError
+
 VAE_SUBFOLDER = "vae"
 
 
@@ -76,7 +78,7 @@ def image_grid(
 ) -> Image.Image:
     """Images row-major in a grid, a label at the left of each row and above each column."""
     if not images:
-        raise ValueError("no images for the grid")
+        raise InputError("no images for the grid: nothing was generated (no sources, pairs or seeds)")
     rows = (len(images) + cols - 1) // cols
     w, h = images[0].size
     lw = label_width if row_labels else 0

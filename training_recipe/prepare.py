@@ -30,7 +30,7 @@ from typing import Annotated
 
 import typer
 
-from sonify_toolkit.cli.common import RunOptions, parse_assignments, stage_command
+from sonify_toolkit.cli.common import Device, RunOptions, parse_assignments, stage_command
 from sonify_toolkit.models.ast import DEFAULT_AST
 
 from .features import DEFAULT_BASE, PAIRS_PER_SHARD, build_stage
@@ -61,7 +61,7 @@ def prepare(
     vae_subfolder: Annotated[str, typer.Option("--vae-subfolder", help="'' for a bare VAE path.")] = "vae",
     ast_model: Annotated[str, typer.Option("--ast", help="AST checkpoint (Hub id or path).")] = DEFAULT_AST,
     resolution: Annotated[int, typer.Option("--resolution", min=8)] = 512,
-    device: Annotated[str, typer.Option("--device")] = "auto",
+    device: Device = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1)] = PAIRS_PER_SHARD,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N pairs (by pair_id).")] = None,

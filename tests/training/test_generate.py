@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from sonify_toolkit import audio as au
+from sonify_toolkit.errors import InputError
 from tests.training.conftest import tone
 from training_recipe.generate import arrange, conditions, generate, reverberate
 
@@ -22,7 +23,7 @@ def test_arrange_mix_and_sequence() -> None:
     np.testing.assert_allclose(mixed[: len(b)], a[: len(b)] + 0.5 * b, atol=1e-6)
     seq = arrange([a, b], [1.0, 1.0], "sequence")
     assert seq.shape == (len(a) + len(b),)
-    with pytest.raises(ValueError, match="mix or sequence"):
+    with pytest.raises(InputError, match="mix or sequence"):
         arrange([a], [1.0], "stack")
 
 
@@ -139,3 +140,54 @@ def test_a_concept_without_a_pool_is_a_one_line_error(checkpoint, tmp_path, caps
     with pytest.raises(typer.Exit) as refused:
         generate(checkpoint=checkpoint, concepts=["cows"], out=tmp_path / "x.png", **FAST_CPU)
     assert refused.value.exit_code == 2 and "--concept needs --pool" in capsys.readouterr().err
+
+
+def _cli(*args: str):
+    """`python -m training_recipe.generate ARGS` through Typer, as a user runs it."""
+    import typer
+    from typer.testing import CliRunner
+
+    command = typer.Typer()
+    command.command()(generate)
+    return CliRunner().invoke(command, list(args))
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [("--arrange", "stack", "mix"), ("--dtype", "fp64", "fp32"), ("--device", "gpu", "cuda")],
+)
+def test_a_value_outside_a_choice_is_refused_in_one_line(checkpoint, tmp_path, option, value, named) -> None:
+    result = _cli("--checkpoint", str(checkpoint), "--audio", str(tmp_path / "x.wav"), option, value)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert value in result.output and named in result.output  # what was given and what is accepted
+
+
+def test_an_ast_of_another_shape_than_the_checkpoint_is_one_line(checkpoint, tmp_path) -> None:
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
+
+    other = tmp_path / "ast16"  # the tiny AST's patch grid with 16-d tokens instead of 32-d
+    config = ASTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ASTModel(config).save_pretrained(other)
+    ASTFeatureExtractor(max_length=1024, num_mel_bins=128, sampling_rate=16000).save_pretrained(other)
+    wav = tmp_path / "tone.wav"
+    wav.write_bytes(au.encode(tone(440, 1.0), fmt="wav"))
+    result = _cli("--checkpoint", str(checkpoint), "--audio", str(wav), "--ast", str(other), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if "error" in line.lower()]  # beside loading bars
+    assert "Traceback" not in result.output and len(errors) == 1
+    assert "the checkpoint was trained on" in errors[0] and "--ast" in errors[0]
+
+
+def test_a_folder_that_is_no_checkpoint_is_one_line(tmp_path) -> None:
+    wav = tmp_path / "tone.wav"
+    wav.write_bytes(au.encode(tone(440, 1.0), fmt="wav"))
+    result = _cli("--checkpoint", str(tmp_path), "--audio", str(wav), "--device", "cpu")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "is not an exported checkpoint" in result.output
+
+
+def test_a_grid_of_nothing_is_an_input_error() -> None:
+    from training_recipe.pipeline import image_grid
+
+    with pytest.raises(InputError, match="no images for the grid"):
+        image_grid([], cols=2)

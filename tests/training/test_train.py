@@ -33,7 +33,13 @@ def test_paper_config_loads_and_batch_is_computed_and_checked() -> None:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("checkpoint_every", 0), ("log_every", 0), ("null_audio_rate", 1.0), ("report_to", "tensorbord")],
+    [
+        ("checkpoint_every", 0),
+        ("log_every", 0),
+        ("null_audio_rate", 1.0),
+        ("report_to", "tensorbord"),
+        ("null_audio", "random"),
+    ],
 )
 def test_config_refuses_values_that_would_fail_inside_the_loop(key: str, value) -> None:
     with pytest.raises(ConfigError, match=key):
