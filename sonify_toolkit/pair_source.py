@@ -24,6 +24,7 @@ from .errors import InputError
 from .hub_ids import hub_dataset_name
 from .shards import STAGE_FILE, StageDir, fingerprint
 
+
 class PairSourceError(InputError):
     """The pairs input cannot be read: no such folder, no parquet shards, an unfinished stage."""
 
