@@ -9,6 +9,9 @@ whole mix down if it would clip (paper 3.3, A.9).
 * `resolve_source` / `load_window`: a source row's checked path and raw window (`SourceError`).
 * `render_source` / `render_pair`: one source / one pair from a row and the roots; a pair raises
   `PairRenderError` naming the pair and every failing source.
+* `mix_pair` + `mix_loudness`: `render_pair` in two steps, so a batch of mixes is measured in one
+  vectorised BS.1770 call (`LOUDNESS_BATCH` at a time): one mix at a time, measuring cost about as
+  much as building the mix.
 * `FileCache`: a file's first uses read only their window; a file used more is decoded whole and
   kept per worker, LRU-bounded in bytes, because at scale a few clips serve thousands of pairs;
   `reuse_order` orders a batch of pairs so that reuse hits it.
@@ -31,6 +34,7 @@ from .fileio import UnsafePathError, safe_join, sha256_open_file
 from .settings import RENDER_CACHE_MB, SAMPLE_RATE, SEGMENT_FRAMES
 
 PEAK_CEILING = 1.0  # full scale: a mix whose peak exceeds it is scaled down as a whole
+LOUDNESS_BATCH = 16  # mixes measured per `loudness_rows` call: ~0.6 ms a mix vs ~1.2 ms one by one
 
 Roots = Mapping[str, "str | Path"]
 
@@ -157,6 +161,14 @@ class FileCache:
             if isinstance(s, Mapping)
         )
 
+    def close(self) -> None:
+        """Forget every decoded file (the render stage's teardown: a worker's cache can hold `max_bytes`)."""
+        self.entries.clear()
+        self.size = 0
+        self.paths.clear()
+        self.spent.clear()
+        self.uses.clear()
+
     def resolve(self, roots: Roots, source_row: Mapping[str, Any]) -> Path:
         """`resolve_source`, remembered: resolving a path costs more than mixing its window."""
         key = (str(roots.get(source_row.get("source"), "")), str(source_row.get("path")))
@@ -228,8 +240,12 @@ def load_window(
     roots: Roots, source_row: Mapping[str, Any], verify: bool = True, cache: FileCache | None = None
 ) -> np.ndarray:
     """The row's raw 5-s window of its standardised file (zero-padded like the pool's last segment)."""
-    source_row = _check_row(source_row)
-    segment = int(source_row["segment"])
+    return _checked_window(roots, _check_row(source_row), verify, cache)
+
+
+def _checked_window(roots: Roots, source_row: Mapping[str, Any], verify: bool, cache: FileCache | None) -> np.ndarray:
+    """`load_window` of a row `_check_row` already passed (checking costs as much as cutting the window)."""
+    segment = source_row["segment"]
     if cache is None:
         entry = load_file_window(resolve_source(roots, source_row), segment)
     else:
@@ -252,7 +268,7 @@ def render_source(
 ) -> np.ndarray:
     """One source's loudness-normalised 5-s window at 16 kHz (raises SourceError)."""
     source_row = _check_row(source_row)
-    win = load_window(roots, source_row, verify, cache)
+    win = _checked_window(roots, source_row, verify, cache)
     return audio.normalize_loudness(win, source_row["clip_lufs"], source_row["target_lufs"])
 
 
@@ -268,6 +284,19 @@ def render_pair(
 
     Every source is tried, so the PairRenderError lists all that fail, not just the first.
     """
+    mixed, info = mix_pair(pair_row, roots, verify, cache, peak_ceiling)
+    return mixed, {"lufs": mix_loudness([mixed])[0], **info}
+
+
+def mix_pair(
+    pair_row: Mapping[str, Any],
+    roots: Roots,
+    verify: bool = True,
+    cache: FileCache | None = None,
+    peak_ceiling: float = PEAK_CEILING,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """`render_pair` without the mix's loudness (`peak`, `mix_gain_db`, per-source gains): the render
+    stage measures its mixes `LOUDNESS_BATCH` at a time with `mix_loudness`."""
     pair_id = str(pair_row.get("pair_id")) if isinstance(pair_row, Mapping) else "?"
     try:
         pair_rows.check_pair(pair_row)
@@ -286,14 +315,20 @@ def render_pair(
     if errors:
         raise PairRenderError(pair_id, errors)
     mixed, gain_db = audio.mix(windows, peak_ceiling)
-    lufs = float(audio.loudness_rows(mixed[None], SAMPLE_RATE)[0])  # = audio.loudness, ~2x faster
-    info = {
-        "lufs": lufs if math.isfinite(lufs) else None,
-        "peak": audio.peak(mixed),
-        "mix_gain_db": gain_db,
-        "source_gains_db": [gain_for(s) for s in sources],
-    }
+    info = {"peak": audio.peak(mixed), "mix_gain_db": gain_db, "source_gains_db": [gain_for(s) for s in sources]}
     return mixed, info
+
+
+def mix_loudness(mixes: Sequence[np.ndarray]) -> list[float | None]:
+    """Integrated loudness (LUFS) of each 5-s mix, None for digital silence; one vectorised
+    `audio.loudness_rows` call per `LOUDNESS_BATCH` mixes, each row the bits it measures alone."""
+    if not mixes:
+        return []
+    out: list[float | None] = []
+    for start in range(0, len(mixes), LOUDNESS_BATCH):
+        rows = np.stack(mixes[start : start + LOUDNESS_BATCH])
+        out.extend(float(v) if math.isfinite(v) else None for v in audio.loudness_rows(rows, SAMPLE_RATE))
+    return out
 
 
 # --- many pairs ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from .. import audio, schema
@@ -36,8 +37,8 @@ from ..settings import (
     SEGMENT_SECONDS,
 )
 from ..shards import StageDir, atomic_write_bytes
-from ..soundtrack import PEAK_CEILING, FileCache, PairRenderError, render_pair, reuse_order
-from ..stage import ErrorLog, ItemCallback, Resources, Shard, ShardResult, Stage, StatsTimer, chunk
+from ..soundtrack import LOUDNESS_BATCH, PEAK_CEILING, FileCache, PairRenderError, mix_loudness, mix_pair, reuse_order
+from ..stage import ItemCallback, Resources, Shard, ShardContext, ShardResult, Stage, chunk
 
 
 def audio_relpath(pair_id: str, fmt: str) -> str:
@@ -63,7 +64,8 @@ class RenderStage(Stage):
 
     name = "render"
     resources = Resources(num_cpus=1)
-    transient = ("_plan", "_cache")  # the file cache is per worker (setup); the plan is the driver's
+    # per worker, never pickled: the file cache (built in setup, closed by Stage.teardown) and the driver's plan
+    transient = ("_plan", "_cache")
 
     def __post_init__(self) -> None:
         if self.format not in RENDER_FORMATS:
@@ -121,68 +123,77 @@ class RenderStage(Stage):
         return rows
 
     def process(self, shard: Shard, on_item: ItemCallback | None = None) -> ShardResult:
+        """Mix the shard's pairs in `reuse_order`, measure the mixes `LOUDNESS_BATCH` at a time, then
+        encode and write each; rows go back in input order whatever the work order."""
         assert self._cache is not None, "setup() runs first (every executor calls it once per worker)"
+        ctx = ShardContext(shard, on_item)
         cache_before = Counter(self._cache.stats)
-        timer = StatsTimer()
-        with timer("read_pairs"):
+        with ctx.phase("read_pairs"):
             pairs = self._rows(shard)
-        index: list[dict[str, Any] | None] = [None] * len(pairs)
-        data: list[dict[str, Any] | None] = [None] * len(pairs)
-        errors, missing = ErrorLog(), []
-        counts: Counter[str] = Counter()
+        out = _ShardRows(len(pairs))
         self._cache.expect(pairs)  # a file used once in the shard is read for its window alone
-        for i in reuse_order(pairs):
-            pair, pid = pairs[i], shard.items[i][2]
-            if shard.items[i][3]:
-                errors.add(pid, "duplicate_pair_id", f"pair {pid!r} appears more than once; rendered once")
-                index[i] = {"pair_id": pid, "status": "duplicate_pair_id", "error": "duplicate pair id"}
-                if on_item:
-                    on_item(1)
-                continue
-            try:
-                with timer("render"):
-                    mixed, info = render_pair(pair, self.sources, self.verify, self._cache)
-            except PairRenderError as exc:  # the row's content, never the run: an error row, the rest renders
-                for e in exc.errors:
-                    errors.add(pid, e.reason, e.describe())
-                    if e.index >= 0:  # a source that could not be used (not a malformed pair row)
-                        missing.append(
-                            {"pair_id": pid, "source_index": e.index, "collection": e.collection, "path": e.path}
-                            | {"reason": e.reason}
-                        )
-                index[i] = {"pair_id": pid, "status": exc.reason, "error": scrub(str(exc))[:MAX_DETAIL]}
-            else:
-                with timer("encode"):
-                    blob = audio.encode(mixed, SAMPLE_RATE, "flac" if self.format == "hf" else self.format)
-                facts = {"lufs": info["lufs"], "peak": info["peak"], "mix_gain_db": info["mix_gain_db"]}
-                if self.format == "hf":
-                    path = audio_relpath(pid, "flac").rsplit("/", 1)[1]  # the file name inside `audio`
-                    data[i] = {"pair_id": pid, "audio": {"bytes": blob, "path": path}, **facts}
-                else:
-                    path = audio_relpath(pid, self.format)
-                    with timer("write"):  # no fsync per file (it doubled a mix's cost): the shard marker comes later
-                        atomic_write_bytes(Path(self.out) / path, blob, fsync=False)
-                index[i] = {"pair_id": pid, "path": path, "status": "ok", **facts}
-                counts["rendered"] += 1
-                counts["mixes_scaled"] += info["mix_gain_db"] < 0
-            if on_item:
-                on_item(1)
-        counts.update({k: v - cache_before[k] for k, v in self._cache.stats.items()})
+        order = reuse_order(pairs)
+        for start in range(0, len(order), LOUDNESS_BATCH):
+            mixed = [m for i in order[start : start + LOUDNESS_BATCH] if (m := self._mix(ctx, shard, pairs, i, out))]
+            with ctx.phase("loudness"):
+                levels = mix_loudness([m for _, m, _ in mixed])
+            for (i, m, info), lufs in zip(mixed, levels, strict=True):
+                self._deliver(ctx, shard.items[i][2], i, m, {"lufs": lufs, **info}, out)
+        for name, value in self._cache.stats.items():
+            ctx.count(name, value - cache_before[name])
         tables = {
-            "index": schema.table([r for r in index if r is not None], schema.RENDERED),
-            "errors": errors.table(),
-            "missing": schema.table(missing, schema.MISSING),
+            "index": schema.table([r for r in out.index if r is not None], schema.RENDERED),
+            "missing": schema.table(out.missing, schema.MISSING),
         }
         if self.format == "hf":
             feats = schema.rendered_features(SAMPLE_RATE)
-            tables["data"] = pa.Table.from_pylist([r for r in data if r is not None], schema=feats.arrow_schema)
-        return ShardResult(
-            tables=tables,
-            counters={k: int(v) for k, v in counts.items()},
-            errors=dict(errors.counts),
-            items=len(shard.items),
-            extra={"phase_seconds": {k: round(v, 4) for k, v in timer.seconds.items()}},
-        )
+            tables["data"] = pa.Table.from_pylist([r for r in out.data if r is not None], schema=feats.arrow_schema)
+        return ctx.result(tables)
+
+    def _mix(
+        self, ctx: ShardContext, shard: Shard, pairs: list[dict[str, Any]], i: int, out: _ShardRows
+    ) -> tuple[int, np.ndarray, dict[str, Any]] | None:
+        """Pair `i`'s mix, or None with its error rows recorded (a duplicate id, an unusable source)."""
+        pid = shard.items[i][2]
+        if shard.items[i][3]:
+            ctx.error(pid, "duplicate_pair_id", f"pair {pid!r} appears more than once; rendered once")
+            out.index[i] = {"pair_id": pid, "status": "duplicate_pair_id", "error": "duplicate pair id"}
+            ctx.advance()
+            return None
+        try:
+            with ctx.phase("render"):
+                mixed, info = mix_pair(pairs[i], self.sources, self.verify, self._cache)
+        except PairRenderError as exc:  # the row's content, never the run: an error row, the rest renders
+            for e in exc.errors:
+                ctx.error(pid, e.reason, e.describe())
+                if e.index >= 0:  # a source that could not be used (not a malformed pair row)
+                    out.missing.append(
+                        {"pair_id": pid, "source_index": e.index, "collection": e.collection, "path": e.path}
+                        | {"reason": e.reason}
+                    )
+            out.index[i] = {"pair_id": pid, "status": exc.reason, "error": scrub(str(exc))[:MAX_DETAIL]}
+            ctx.advance()
+            return None
+        return i, mixed, info
+
+    def _deliver(
+        self, ctx: ShardContext, pid: str, i: int, mixed: np.ndarray, info: dict[str, Any], out: _ShardRows
+    ) -> None:
+        """Encode pair `i`'s mix and write it (a file, or a row of the hf data table), then its index row."""
+        with ctx.phase("encode"):
+            blob = audio.encode(mixed, SAMPLE_RATE, "flac" if self.format == "hf" else self.format)
+        facts = {"lufs": info["lufs"], "peak": info["peak"], "mix_gain_db": info["mix_gain_db"]}
+        if self.format == "hf":
+            path = audio_relpath(pid, "flac").rsplit("/", 1)[1]  # the file name inside `audio`
+            out.data[i] = {"pair_id": pid, "audio": {"bytes": blob, "path": path}, **facts}
+        else:
+            path = audio_relpath(pid, self.format)
+            with ctx.phase("write"):  # no fsync per file (it doubled a mix's cost): the shard marker comes later
+                atomic_write_bytes(Path(self.out) / path, blob, fsync=False)
+        out.index[i] = {"pair_id": pid, "path": path, "status": "ok", **facts}
+        ctx.count("rendered")
+        ctx.count("mixes_scaled", int(info["mix_gain_db"] < 0))
+        ctx.advance()
 
     def finalize(self, workdir: Path) -> dict[str, Any]:
         sd = StageDir(self.output_dir(workdir))
@@ -194,6 +205,15 @@ class RenderStage(Stage):
             write_dataset_card(sd.path)
             facts["dataset"] = f"{sd.path} (datasets.load_dataset-ready, audio as FLAC bytes)"
         return facts
+
+
+class _ShardRows:
+    """A shard's output rows by input position (work runs in `reuse_order`), and its `missing/` rows."""
+
+    def __init__(self, n: int):
+        self.index: list[dict[str, Any] | None] = [None] * n
+        self.data: list[dict[str, Any] | None] = [None] * n
+        self.missing: list[dict[str, Any]] = []
 
 
 def check_output_dir(out: Path) -> None:
