@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from ..demo import DEMO_CLAP, DEMO_VLM
-from .common import Device, Overwrite, Workers, one_line_errors
+from ..runner import collect_summaries
+from .common import Device, Overwrite, Workers, exit_on_item_errors, one_line_errors
 
 
 @one_line_errors("demo")
@@ -25,7 +26,13 @@ def demo(
     workers: Workers = 1,
     overwrite: Overwrite = False,
 ) -> None:
-    """Run pool -> extract -> retrieve -> render -> publish -> report on a dozen images and a few dozen sounds."""
+    """Run pool -> extract -> retrieve -> render -> publish -> report on a dozen images and a few dozen sounds.
+
+    Exits 3 when a stage left error rows (smoke runs too: nothing in the bundled sample should fail)."""
     from ..demo.run import run_demo  # the whole pipeline's imports, only when the demo runs
 
-    run_demo(workdir, vlm=vlm, clap=clap, tiny=tiny, device=device, workers=workers, overwrite=overwrite)
+    # The bundled inputs are all readable and a smoke run's VLM is taught a parsable answer, so an error
+    # row is a real fault even in a smoke run: exit 3 after the result, like every stage command.
+    with collect_summaries() as summaries:
+        run_demo(workdir, vlm=vlm, clap=clap, tiny=tiny, device=device, workers=workers, overwrite=overwrite)
+    exit_on_item_errors("demo", summaries)

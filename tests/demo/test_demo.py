@@ -46,6 +46,18 @@ def test_demo_offline_is_a_labelled_smoke_run(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in work.rglob("_stats/*.json")} == markers
 
 
+def test_demo_exits_3_when_a_stage_left_error_rows(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    sounds = work / "inputs" / "sounds"
+    write_demo_sounds(sounds)  # the demo keeps a sample already there ...
+    (sounds / "broken.wav").write_bytes(b"RIFF" + b"\0" * 40)  # ... with one file no decoder reads
+    result = CliRunner().invoke(app, ["demo", "--workdir", str(work), "--device", "cpu"])
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output
+    assert "sonify demo: finished with item errors (pool: 1 in" in result.output
+    assert (work / "release" / "README.md").exists()  # the run went to the end before saying so
+
+
 def test_hub_check_respects_offline_mode(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub_unreachable(["org/model"]) == "HF_HUB_OFFLINE is set"
