@@ -176,12 +176,20 @@ def run_stage(
     t0 = time.perf_counter()
 
     shards = list(stage.plan())
-    roots = {"workdir": Path(workdir)}
+    inputs = dict(stage.location_roots())
+    roots = {**inputs, "workdir": Path(workdir)}
     plan_hash = fingerprint(location_free([list(s.items) for s in shards], roots))
     params = location_free(dict(stage.params()), roots)
     sd = StageDir(stage.output_dir(workdir))
     keeper = LeaseKeeper(lease_ttl)
-    generation = sd.prepare(stage.name, {**params, "plan": plan_hash}, len(shards), overwrite=overwrite, argv=argv)
+    generation = sd.prepare(
+        stage.name,
+        {**params, "plan": plan_hash},
+        len(shards),
+        overwrite=overwrite,
+        argv=argv,
+        roots={name: str(Path(p).expanduser().resolve()) for name, p in sorted(inputs.items())},
+    )
     if sd.path.resolve() != Path(workdir).resolve():  # render's --out is a stage folder, not a work directory
         mark_workdir(workdir)
     sweep_temporaries(sd.path, keeper.ttl)

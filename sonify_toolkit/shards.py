@@ -122,6 +122,7 @@ class StageDir:
         *,
         overwrite: bool = False,
         argv: Sequence[str] | None = None,
+        roots: Mapping[str, str] | None = None,
     ) -> str:
         """Claim the folder for these parameters, or refuse to mix with shards made otherwise.
 
@@ -130,7 +131,8 @@ class StageDir:
         a folder cleared and restarted with the same parameters receives the same bytes either way.
         Runs under a lock beside the folder, so processes starting together agree on one manifest.
         A folder without one complete shard is replaced without `--overwrite`: a failed start (a
-        model that did not load) is no work to protect.
+        model that did not load) is no work to protect. `roots` (where this run found its inputs) is
+        recorded for humans outside the fingerprint, and refreshed when the data moved.
         """
         fp = fingerprint({"stage": stage, "params": params, "num_shards": num_shards})
         with held_lock(self.path.with_name(f".{self.path.name}.lock"), f"preparing {stage}"):
@@ -159,7 +161,7 @@ class StageDir:
                 self.clear()
                 old = None
             as_stored = json.loads(json.dumps(dict(params), sort_keys=True, default=str))
-            if old is not None and old.get("params") == as_stored:
+            if old is not None and old.get("params") == as_stored and old.get("roots") == (roots or None):
                 return fp
             manifest: dict[str, Any] = {
                 "stage": stage,
@@ -170,6 +172,8 @@ class StageDir:
             recorded = (old or {}).get("argv", list(argv) if argv is not None else None)
             if recorded is not None:
                 manifest["argv"] = recorded
+            if roots:
+                manifest["roots"] = dict(roots)
             atomic_write_json(self.manifest_path, manifest)
             return fp
 

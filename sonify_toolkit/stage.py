@@ -201,6 +201,14 @@ class Stage:
         """Runs once when every shard is complete (indexes, manifests). Returns summary facts."""
         return None
 
+    def location_roots(self) -> Mapping[str, Path]:
+        """The input folders this stage reads, by name (collection roots, image folders).
+
+        Plan items and parameters under them are fingerprinted relative to them, never by absolute
+        path, so the same data mounted elsewhere resumes; `_stage.json` records them for humans.
+        """
+        return {}
+
     def finalize_params(self) -> Mapping[str, Any]:
         """Options that change what `finalize` writes but no shard (pool's `--faiss-index`).
 
@@ -208,6 +216,19 @@ class Stage:
         without them is not reused for a run that asks for them.
         """
         return {}
+
+
+def named_roots(paths: Sequence[Path]) -> dict[str, Path]:
+    """Input roots named by their last component (`images`, `sa_000.tar`); a repeated name gets `-2`, `-3`."""
+    out: dict[str, Path] = {}
+    for path in paths:
+        base = Path(path).expanduser().resolve().name or "root"
+        name, n = base, 1
+        while name in out:
+            n += 1
+            name = f"{base}-{n}"
+        out[name] = Path(path)
+    return out
 
 
 def chunk(items: Sequence[Any], size: int) -> list[Shard]:

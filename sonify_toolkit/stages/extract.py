@@ -53,7 +53,17 @@ from ..settings import (
     VLM_MAX_NEW_TOKENS,
 )
 from ..shards import STAGE_FILE, StageDir
-from ..stage import ItemCallback, Resources, Shard, ShardContext, ShardResult, Stage, chunk, model_resources
+from ..stage import (
+    ItemCallback,
+    Resources,
+    Shard,
+    ShardContext,
+    ShardResult,
+    Stage,
+    chunk,
+    model_resources,
+    named_roots,
+)
 
 MANIFEST_SUFFIXES = (".parquet", ".csv")
 
@@ -76,11 +86,25 @@ def filter_caption_dir(source: str, vlm: str, workdir: Path) -> str | None:
     return str(folder)
 
 
+def _is_local_model(vlm: str) -> bool:
+    v = vlm.rstrip("/")
+    return v.startswith((".", "/", "~")) or Path(v).is_dir()
+
+
+def vlm_name(vlm: str) -> str:
+    """The VLM as rows and fingerprints name it: a Hub id as given, a local checkpoint by its folder's name.
+
+    A local path would tie every row (and the pair ids built from them) to one machine's layout: the
+    release would carry it and a checkpoint mounted elsewhere would refuse to resume.
+    """
+    return Path(vlm.rstrip("/")).expanduser().name if _is_local_model(vlm) else vlm
+
+
 def vlm_slug(vlm: str) -> str:
     """A folder name for a model: Hub ids keep org and name ('llava-hf--llava-1.5-7b-hf'); local
     paths use their last folder name."""
     v = vlm.rstrip("/")
-    if v.startswith((".", "/", "~")) or Path(v).is_dir():
+    if _is_local_model(vlm):
         v = Path(v).name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "--", v.replace("/", "--")).strip("-.")
     if not slug:
@@ -186,6 +210,19 @@ class ExtractStage(Stage):
         self._plan: list[Shard] | None = None
 
     @property
+    def vlm_name(self) -> str:
+        return vlm_name(self.vlm)
+
+    def location_roots(self) -> dict[str, Path]:
+        """Where the images live, by name: plan items are fingerprinted relative to these, so the same
+        images mounted elsewhere resume (and `_stage.json` records the roots for humans)."""
+        roots = [Path(p) if not Path(p).is_file() or Path(p).suffix.lower() == ".tar" else Path(p).parent
+                 for p in sorted(self.inputs)]  # fmt: skip
+        if self.hf_dataset and Path(self.hf_dataset).exists():
+            roots.append(Path(self.hf_dataset))
+        return named_roots(roots)
+
+    @property
     def filter_source(self) -> FilterCaptions | None:
         """The other VLM's captions that decide the non-sonic filter; None when each row's own does."""
         if self.filter_caption_dir is None:
@@ -231,7 +268,7 @@ class ExtractStage(Stage):
         other parameters changes this run's drops, so this folder then refuses to mix."""
         source = self.filter_source
         return {
-            "vlm": self.vlm,
+            "vlm": vlm_name(self.vlm),
             "engine": self.engine,
             "dtype": self._resolved_dtype(),
             "prompt": self.prompt_text,
@@ -333,7 +370,7 @@ class _ShardRun:
         self.rows[pos] = {
             "image_id": item[1],
             "image_path": imgs.image_path(item),
-            "vlm": self.stage.vlm,
+            "vlm": self.stage.vlm_name,
             "concepts": [],
             "keep": False,
             **values,
@@ -437,7 +474,7 @@ class _ShardRun:
             extra={
                 "images_per_second": round(counts["images"] / secs, 3) if secs else None,
                 "tokens_per_second": round(counts["generated_tokens"] / secs, 2) if secs else None,
-                "vlm": st.vlm,
+                "vlm": st.vlm_name,
                 "engine": st.engine,
             },
         )

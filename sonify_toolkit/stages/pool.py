@@ -211,6 +211,13 @@ class PoolSegmentsStage(Stage):
             "label_files": {n: [sha256_file(p) for p in ps] for n, ps in sorted(self.label_files.items())},
         }
 
+    def location_roots(self) -> dict[str, Path]:
+        return {name: Path(root) for name, root in sorted(self.sources.items())}
+
+    def finalize_params(self) -> dict[str, Any]:
+        """The manifest names where the collections are now: moved data refreshes it, no shard is redone."""
+        return {"roots": {k: str(Path(v).resolve()) for k, v in sorted(self.sources.items())}}
+
     def setup(self) -> None:
         if not self._labels:
             self._load_labels()

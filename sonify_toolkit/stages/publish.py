@@ -24,7 +24,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from .. import schema
 from ..errors import InputError
 from ..fileio import safe_join
 from ..plots import write_plots
+from ..release_paths import public_image_source, public_metadata, release_roots
 from ..settings import SAMPLE_RATE
 from ..shards import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_table
 from ..stats import RELEASE_MANIFEST, ParquetRows, SplitCounter, compute_stats, load_run
@@ -182,11 +183,22 @@ class SplitPlan:
     counter: SplitCounter = field(default_factory=SplitCounter)
 
 
-def _split_tables(pairs: ParquetRows, holdout: float | None) -> Iterator[dict[str, pa.Table]]:
+def public_image_sources(table: pa.Table, roots: Mapping[str, Path] | None) -> pa.Table:
+    """`image_source` relative to the run's named roots (`release_paths`): no local path in a release."""
+    if not roots or "image_source" not in table.column_names:
+        return table
+    at = table.column_names.index("image_source")
+    values = [public_image_source(v, roots) for v in table.column("image_source").to_pylist()]
+    return table.set_column(at, table.schema.field(at), pa.array(values, table.schema.field(at).type))
+
+
+def _split_tables(
+    pairs: ParquetRows, holdout: float | None, roots: Mapping[str, Path] | None = None
+) -> Iterator[dict[str, pa.Table]]:
     """Each pairs file as the release stores it, divided into its splits ({"train": table} without holdout)."""
     release_schema = schema.pairs_features().arrow_schema
     for part in pairs.file_tables():
-        table = part.cast(release_schema)
+        table = public_image_sources(part.cast(release_schema), roots)
         if holdout is None:
             yield {"train": table}
             continue
@@ -194,10 +206,12 @@ def _split_tables(pairs: ParquetRows, holdout: float | None) -> Iterator[dict[st
         yield {"train": table.filter(pc.invert(held)), HOLDOUT_SPLIT: table.filter(held)}
 
 
-def plan_splits(pairs: ParquetRows, holdout: float | None, pair_ids: bool = False) -> dict[str, SplitPlan]:
+def plan_splits(
+    pairs: ParquetRows, holdout: float | None, pair_ids: bool = False, roots: Mapping[str, Path] | None = None
+) -> dict[str, SplitPlan]:
     """The sizing pass: rows, bytes, counts (and with `pair_ids`, the ids) of every split, one file at a time."""
     plans = {name: SplitPlan(name) for name in (["train"] if holdout is None else ["train", HOLDOUT_SPLIT])}
-    for tables in _split_tables(pairs, holdout):
+    for tables in _split_tables(pairs, holdout, roots):
         for name, table in tables.items():
             plan = plans[name]
             plan.rows += table.num_rows
@@ -210,7 +224,12 @@ def plan_splits(pairs: ParquetRows, holdout: float | None, pair_ids: bool = Fals
 
 
 def stream_release_shards(
-    pairs: ParquetRows, plans: dict[str, SplitPlan], folder: Path, max_bytes: int, holdout: float | None
+    pairs: ParquetRows,
+    plans: dict[str, SplitPlan],
+    folder: Path,
+    max_bytes: int,
+    holdout: float | None,
+    roots: Mapping[str, Path] | None = None,
 ) -> list[Path]:
     """Every split's `data/<split>-*.parquet`, byte-identical to `write_parquet_shards` of the loaded split."""
     release_schema = schema.pairs_features().arrow_schema
@@ -219,7 +238,7 @@ def stream_release_shards(
         per_row = max(1, plan.num_bytes // plan.rows) if plan.rows else 1
         step = max(1, max_bytes // per_row) if plan.rows else 1
         streams[name] = ShardStream(folder, name, plan.rows, step, release_schema)
-    for tables in _split_tables(pairs, holdout):
+    for tables in _split_tables(pairs, holdout, roots):
         for name, table in tables.items():
             streams[name].add(table)
     return [p for stream in streams.values() for p in stream.close()]
@@ -328,14 +347,17 @@ def build_release(
     run = load_run(workdir, rendered)
     assert isinstance(run.pairs, ParquetRows)
     _prepare_folder(out)
+    roots = release_roots(workdir, run.stages)  # everything the release says is relative to these
+    run.stages = public_metadata(run.stages, roots)
+    run.pool_manifest = public_metadata(run.pool_manifest, roots)
     stats = compute_stats(run)
-    plans = plan_splits(run.pairs, holdout, pair_ids=run.rendered is not None)
+    plans = plan_splits(run.pairs, holdout, pair_ids=run.rendered is not None, roots=roots)
     if holdout is not None:
         stats["splits"] = {name: plan.counter.result() for name, plan in plans.items()}
     smoke = bool(stats["smoke_run"])
     plots = {k: f"plots/{v}" for k, v in write_plots(run, out / "plots", stats).items()}
 
-    data_paths = stream_release_shards(run.pairs, plans, out / "data", max_shard_bytes, holdout)
+    data_paths = stream_release_shards(run.pairs, plans, out / "data", max_shard_bytes, holdout, roots)
     rendered_info = None
     if run.rendered is not None and run.rendered_dir is not None:
         rendered_splits = {

@@ -45,7 +45,7 @@ def test_tiny_llava_end_to_end(tiny_llava: Path, awkward_images: tuple[Path, dic
     assert out.column("image_id").to_pylist() == sorted(rows)  # plan order
     for rel, outcome in expected.items():
         r = rows[str(Path(rel).with_suffix(""))]
-        assert r["vlm"] == str(tiny_llava) and r["image_path"] == str(root / rel)
+        assert r["vlm"] == tiny_llava.name and r["image_path"] == str(root / rel)  # a local checkpoint: its name
         if outcome == "ok":  # noise: unparsable after one retry (an error row) or parsed; never a crash
             assert r["raw_response"] is not None
             assert (r["error"] is None) == (r["drop_reason"] != "unparsable_response")

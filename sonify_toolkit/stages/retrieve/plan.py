@@ -80,8 +80,17 @@ def pool_clap(workdir: Path, requested: str | None = None) -> dict[str, Any]:
     return {"model": clap["model"], "revision": clap.get("revision"), "dim": int(clap["dim"])}
 
 
+# where the collections live and whether a faiss file was also written: no retrieval result depends on them
+_POOL_FACTS_NOT_CONTENT = {"segments": ("roots",), "clap": ("index", "index_type")}
+
+
 def pool_fingerprint(workdir: Path) -> str:
-    return fingerprint(json.loads((pool_dir(workdir) / "manifest.json").read_text()))
+    """The pool's content (segments, CLAP identity and counts, parameters), never where its data lives."""
+    manifest = json.loads((pool_dir(workdir) / "manifest.json").read_text())
+    for part, keys in _POOL_FACTS_NOT_CONTENT.items():
+        if isinstance(manifest.get(part), dict):
+            manifest[part] = {k: v for k, v in manifest[part].items() if k not in keys}
+    return fingerprint(manifest)
 
 
 @dataclass(frozen=True)
