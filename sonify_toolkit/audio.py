@@ -530,7 +530,9 @@ def loudness_rows(windows: np.ndarray, sr: int = SAMPLE_RATE, chunk_rows: int = 
 
 
 def peak(x: np.ndarray) -> float:
-    return float(np.max(np.abs(x))) if x.size else 0.0
+    """max |x| as max(max x, -min x): the same value, without an |x| temporary (render takes it per mix);
+    `+ 0.0` turns the -0.0 of an all-(-0.0) signal into the 0.0 that |x| gives."""
+    return max(float(x.max()), -float(x.min())) + 0.0 if x.size else 0.0
 
 
 def db_to_gain(db: float) -> float:
@@ -543,7 +545,7 @@ def gain_to_db(gain: float) -> float:
 
 def normalize_loudness(x: np.ndarray, measured_lufs: float, target_lufs: float) -> np.ndarray:
     """Paper A.9: scale linearly by 10^((target - measured)/20)."""
-    return (x * db_to_gain(target_lufs - measured_lufs)).astype(np.float32)
+    return (x * db_to_gain(target_lufs - measured_lufs)).astype(np.float32, copy=False)
 
 
 def mix(sources: Sequence[np.ndarray], peak_ceiling: float = 1.0) -> tuple[np.ndarray, float]:
@@ -551,7 +553,10 @@ def mix(sources: Sequence[np.ndarray], peak_ceiling: float = 1.0) -> tuple[np.nd
     mix down to the ceiling and return that gain in dB (0.0 when untouched)."""
     if not sources:
         raise ValueError("nothing to mix")
-    total = np.sum(np.stack([np.asarray(s, dtype=np.float32) for s in sources]), axis=0, dtype=np.float32)
+    # added in place one source after another: the bits of np.sum(np.stack(sources), axis=0), no stacked copy
+    total = np.array(sources[0], dtype=np.float32)
+    for s in sources[1:]:
+        total += np.asarray(s, dtype=np.float32)
     p = peak(total)
     if p > peak_ceiling:
         g = peak_ceiling / p
