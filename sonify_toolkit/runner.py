@@ -187,7 +187,7 @@ def run_stage(
         {**params, "plan": plan_hash},
         len(shards),
         overwrite=overwrite,
-        argv=argv,
+        argv=location_free(list(argv), {"workdir": Path(workdir)}) if argv is not None else None,  # as moved
         roots={name: str(Path(p).expanduser().resolve()) for name, p in sorted(inputs.items())},
     )
     if sd.path.resolve() != Path(workdir).resolve():  # render's --out is a stage folder, not a work directory
