@@ -47,5 +47,6 @@ def test_stage_json_records_the_sonify_command_line_in_process(corpus: Path, tmp
     sonify(*pool_args(corpus, work, shard_size=4), "--max-seconds", "60", "-q", expect=EXIT_ITEM_ERRORS)
     argv = json.loads((pool_dir(work) / "_stage.json").read_text())["argv"]
     assert argv[:2] == ["sonify", "pool"]
-    assert argv[2:] == [f"syn={corpus}", "--workdir", str(work), "--no-embed", "--shard-size", "4",
+    # the work directory as {workdir}: the record stays true when the work directory moves
+    assert argv[2:] == [f"syn={corpus}", "--workdir", "{workdir}", "--no-embed", "--shard-size", "4",
                         "--max-seconds", "60.0", "--quiet"]  # fmt: skip
