@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -11,10 +12,20 @@ import pytest
 from sonify_toolkit import audio
 from sonify_toolkit.fileio import sha256_file
 from sonify_toolkit.settings import SEGMENT_FRAMES
-from sonify_toolkit.soundtrack import FileCache, PairRenderError, SourceError, render_pair, render_source, reuse_order
-from sonify_toolkit.stages.render import audio_relpath
+from sonify_toolkit.soundtrack import (
+    LOUDNESS_BATCH,
+    FileCache,
+    PairRenderError,
+    SourceError,
+    mix_loudness,
+    mix_pair,
+    render_pair,
+    render_source,
+    reuse_order,
+)
+from sonify_toolkit.stages.render import RenderStage, audio_relpath
 
-from .conftest import SR_FILES, pair
+from .conftest import SR_FILES, pair, write_pairs
 
 
 @pytest.mark.parametrize("path", sorted(SR_FILES))
@@ -135,3 +146,40 @@ def test_reuse_order_groups_pairs_by_shared_file(make_source):
 def test_audio_names_are_safe_and_distinct():
     a, b = audio_relpath("../../etc/passwd|v", "flac"), audio_relpath("__etc_passwd|v", "flac")
     assert a != b and ".." not in a and a.startswith("audio/") and a.count("/") == 2
+
+
+def test_mixes_measured_in_batches_carry_the_bits_each_gets_alone(roots, good_pairs):
+    """The stage measures LOUDNESS_BATCH mixes per call; each mix's lufs must be what it measures alone."""
+    mixes, alone = [], []
+    for p in good_pairs * 2:  # 20 mixes: more than one batch, the last one partial
+        mixed, info = mix_pair(p, roots)
+        assert "lufs" not in info and info["peak"] == float(np.max(np.abs(mixed)))
+        mixes.append(mixed)
+        alone.append(render_pair(p, roots)[1]["lufs"])
+    assert len(mixes) > LOUDNESS_BATCH
+    assert mix_loudness(mixes) == alone  # exact: the same float64 bits
+    assert abs(alone[0] - audio.loudness(mixes[0])) < 1e-9  # and pyloudnorm's measurement
+    assert mix_loudness([np.zeros(SEGMENT_FRAMES, np.float32)]) == [None]  # digital silence has no loudness
+
+
+def test_mix_adds_sources_as_a_stacked_sum_would():
+    rng = np.random.default_rng(3)
+    for k in (1, 2, 3, 5):
+        sources = [(rng.standard_normal(SEGMENT_FRAMES) * rng.uniform(0.05, 2)).astype(np.float32) for _ in range(k)]
+        mixed, gain_db = audio.mix(sources, peak_ceiling=1e9)
+        stacked = np.sum(np.stack(sources), axis=0, dtype=np.float32)
+        assert gain_db == 0.0 and mixed.tobytes() == stacked.tobytes()
+        assert all(s.flags.writeable for s in sources) and not np.shares_memory(mixed, sources[0])
+
+
+def test_stage_cache_is_per_worker_and_closed_by_teardown(roots, good_pairs, tmp_path):
+    stage = RenderStage(str(write_pairs(tmp_path / "pairs", good_pairs)), dict(roots), out=str(tmp_path / "out"))
+    stage.setup()
+    assert stage._cache is not None
+    stage._cache.get(stage._cache.resolve(roots, good_pairs[0]["sources"][0]))
+    assert stage._cache.size > 0
+    shipped = pickle.loads(pickle.dumps(stage))  # what an executor sends a worker: no decoded audio
+    assert shipped._cache is None and shipped._plan is None
+    cache = stage._cache
+    stage.teardown()
+    assert stage._cache is None and cache.size == 0 and not cache.entries
