@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a missing local file must fail fast, never reach for the Hub
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# datasets caches what load_dataset reads under ~/.cache keyed by path and mtime; a stale entry from an
+# earlier run (same tmp path, other bytes) would be served back. One fresh cache per test session,
+# set before datasets is imported (it reads the variable at import) and inherited by subprocesses.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sonify-tests-datasets-")
 
 from pathlib import Path
 
