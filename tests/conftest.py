@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a missing local file must fail fast, never reach for the Hub
@@ -12,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # earlier run (same tmp path, other bytes) would be served back. One fresh cache per test session,
 # set before datasets is imported (it reads the variable at import) and inherited by subprocesses.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sonify-tests-datasets-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 from pathlib import Path
 
