@@ -14,13 +14,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # earlier run (same tmp path, other bytes) would be served back. One fresh cache per test session,
 # set before datasets is imported (it reads the variable at import) and inherited by subprocesses.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sonify-tests-datasets-")
-atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 from pathlib import Path
 
 import pytest
 
 from sonify_toolkit.sample_data import make_sample_sounds
+
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
