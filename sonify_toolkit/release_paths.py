@@ -15,6 +15,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from .runner import location_free
+from .stage import unique_name
 
 HF_PREFIX = "hf://"
 _ROOTED = re.compile(r"^\{([^{}/]+)\}(?:/(.*))?$")
@@ -27,11 +28,7 @@ def release_roots(workdir: Path, stages: Mapping[str, Mapping[str, Any]]) -> dic
         for name, path in sorted((stages[rel].get("roots") or {}).items()):
             if any(str(p) == str(path) for p in roots.values()):
                 continue
-            unique, n = name, 1
-            while unique in roots:
-                n += 1
-                unique = f"{name}-{n}"
-            roots[unique] = Path(path)
+            roots[unique_name(name, roots)] = Path(path)
     return roots
 
 

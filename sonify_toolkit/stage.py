@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -222,13 +222,17 @@ def named_roots(paths: Sequence[Path]) -> dict[str, Path]:
     """Input roots named by their last component (`images`, `sa_000.tar`); a repeated name gets `-2`, `-3`."""
     out: dict[str, Path] = {}
     for path in paths:
-        base = Path(path).expanduser().resolve().name or "root"
-        name, n = base, 1
-        while name in out:
-            n += 1
-            name = f"{base}-{n}"
-        out[name] = Path(path)
+        out[unique_name(Path(path).expanduser().resolve().name or "root", out)] = Path(path)
     return out
+
+
+def unique_name(base: str, taken: Container[str]) -> str:
+    """`base`, or `base-2`, `base-3`, ... : the first that is not taken."""
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def chunk(items: Sequence[Any], size: int) -> list[Shard]:
