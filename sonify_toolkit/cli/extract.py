@@ -36,12 +36,14 @@ def extract(
     images: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Image folders (recursive), SA-1B tars (or folders of them), or manifests (.parquet/.csv)."
+            metavar="IMAGES",
+            help="Image folders (recursive), SA-1B tars (or folders of them), or manifests (.parquet/.csv).",
         ),
     ] = None,
     workdir: Workdir = Path(DEFAULT_WORKDIR),
     vlm: Annotated[
-        list[str] | None, typer.Option("--vlm", help="VLM (Hub id or path); repeat for one run per model.")
+        list[str] | None,
+        typer.Option("--vlm", metavar="MODEL", help="VLM (Hub id or path); repeat for one run per model."),
     ] = None,
     engine: Annotated[
         Engine, typer.Option("--engine", help="transformers (in process) or openai (a vLLM/SGLang server).")

@@ -31,14 +31,21 @@ def _positive_seconds(value: float) -> float:
 @stage_command("pool")
 def pool(
     collections: Annotated[
-        list[str], typer.Argument(help="Sound collections as NAME=ROOT (e.g. fsd50k=/data/FSD50K).")
+        list[str],
+        typer.Argument(metavar="NAME=ROOT", help="Sound collections as NAME=ROOT (e.g. fsd50k=/data/FSD50K)."),
     ],
     workdir: Workdir = Path(DEFAULT_WORKDIR),
     labels: Annotated[
         list[str] | None,
-        typer.Option("--labels", help="NAME=CSV label file (FSD50K, AudioSet, BBC SFX or path,label); repeatable."),
+        typer.Option(
+            "--labels",
+            metavar="NAME=CSV",
+            help="NAME=CSV label file (FSD50K, AudioSet, BBC SFX or path,label); repeatable.",
+        ),
     ] = None,
-    clap: Annotated[str, typer.Option("--clap", help="CLAP checkpoint (Hub id or local path).")] = DEFAULT_CLAP,
+    clap: Annotated[
+        str, typer.Option("--clap", metavar="MODEL", help="CLAP checkpoint (Hub id or local path).")
+    ] = DEFAULT_CLAP,
     no_embed: Annotated[
         bool, typer.Option("--no-embed", help="Loudness and checksums only (enough to render).")
     ] = False,

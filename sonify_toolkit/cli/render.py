@@ -17,8 +17,13 @@ DEFAULT_FORMAT = RenderFormat(RENDER_FORMAT)
 
 @stage_command("render")
 def render(
-    pairs: Annotated[str, typer.Argument(help="Pairs folder (W/pairs), release folder, or hf://ORG/NAME.")],
-    source: Annotated[list[str], typer.Option("--source", help="Local copy of a collection as NAME=ROOT; repeatable.")],
+    pairs: Annotated[
+        str, typer.Argument(metavar="PAIRS", help="Pairs folder (W/pairs), release folder, or hf://ORG/NAME.")
+    ],
+    source: Annotated[
+        list[str],
+        typer.Option("--source", metavar="NAME=ROOT", help="Local copy of a collection as NAME=ROOT; repeatable."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (audio files + index, or an HF dataset).")],
     format: Annotated[
         RenderFormat, typer.Option("--format", help="Audio files (flac, wav) or an HF dataset (hf: parquet, FLAC).")

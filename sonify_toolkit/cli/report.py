@@ -26,7 +26,11 @@ def report(
     ] = None,
     sources: Annotated[
         list[str] | None,
-        typer.Option("--source", help="NAME=ROOT of a sound collection: adds a player per source; repeatable."),
+        typer.Option(
+            "--source",
+            metavar="NAME=ROOT",
+            help="NAME=ROOT of a sound collection: adds a player per source; repeatable.",
+        ),
     ] = None,
     images: Annotated[
         list[Path] | None, typer.Option("--images", help="Folder holding a release's images as ID or ID.ext.")

@@ -52,6 +52,7 @@ def retrieve(
         list[str] | None,
         typer.Option(
             "--vlm",
+            metavar="NAME",
             help="Use only this VLM's concepts (its id as given to extract, or its folder under concepts/); "
             "repeatable. Default: every complete concepts folder (folders with no shard written are skipped).",
         ),
