@@ -77,15 +77,58 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_lease(path: Path) -> LeaseRecord | None:
-    """The record at `path`, or None when absent or half-written (a create is not atomic with its content)."""
+    """The record at `path`, or None when absent or unreadable (garbage, or a filesystem without hard links
+    where a create is not atomic with its content)."""
     try:
         return LeaseRecord(**json.loads(path.read_text()))
     except (FileNotFoundError, json.JSONDecodeError, TypeError, ValueError):
         return None
 
 
+def lease_is_live(path: Path, ttl: float, record: LeaseRecord | None = None) -> bool:
+    """Whether the lease at `path` holds: its record says so, or, unreadable, its file is younger than the TTL
+    (it may be being written). The one rule for waiting on a lease and for taking it over: if the two
+    disagreed, a waiter would loop between "stale, take it over" and "cannot take it over"."""
+    record = read_lease(path) if record is None else record
+    if record is not None:
+        return record.is_live(ttl)
+    try:
+        return time.time() - path.stat().st_mtime <= ttl
+    except FileNotFoundError:
+        return False
+
+
 def _temp_sibling(path: Path, kind: str) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.{kind}")
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create `path` holding `text` unless it exists; False when it does.
+
+    The record is written to a temporary sibling and hard-linked into place, so a lease never exists
+    without its content: a process killed between `O_EXCL` create and write would otherwise leave an
+    empty lease that nobody may take over for a whole TTL (`link` is atomic and exclusive on NFS too).
+    Where hard links are not supported, it falls back to `O_EXCL` create then write.
+    """
+    tmp = _temp_sibling(path, "tmp")
+    tmp.write_text(text)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+            raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return True
 
 
 class LeaseKeeper:
@@ -113,14 +156,10 @@ class LeaseKeeper:
         for _ in range(3):  # create; or take a stale one over and create again
             now = time.time()
             record = LeaseRecord(self.host, self.pid, now, now, uuid.uuid4().hex, what)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            if not _create_exclusive(path, json.dumps(asdict(record))):
                 if not self._take_over(path):
                     return False
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(asdict(record), f)
             with self._lock:
                 self._held[path] = record
             self._ensure_heartbeat()
@@ -130,14 +169,7 @@ class LeaseKeeper:
     def _take_over(self, path: Path) -> bool:
         """Remove a stale lease at `path`; False when it is live (or someone else just replaced it)."""
         seen = read_lease(path)
-        if seen is None:
-            # being written right now, or garbage left by a crash between create and write
-            try:
-                if time.time() - path.stat().st_mtime <= self.ttl:
-                    return False
-            except FileNotFoundError:
-                return True
-        elif seen.is_live(self.ttl):
+        if lease_is_live(path, self.ttl, seen):
             return False
         doomed = _temp_sibling(path, "stale")
         try:
@@ -226,8 +258,8 @@ def live_leases(folder: Path, ttl: float | None = None, *, exclude_pid: int | No
             continue
         for path in sorted(lease_dir.glob("*.json")):
             record = read_lease(path)
-            if record is None or not record.is_live(ttl):
-                continue
+            if record is None or not lease_is_live(path, ttl, record):
+                continue  # an unreadable lease names no holder to report
             if exclude_pid is not None and record.pid == exclude_pid and record.host == socket.gethostname():
                 continue
             found.append(record)

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from .errors import EXIT_SIGINT, EXIT_SIGTERM
 from .executors import Executor, InlineExecutor, ShardSelection, make_executor
-from .leases import LeaseKeeper, held_lock, read_lease, sweep_temporaries
+from .leases import LeaseKeeper, held_lock, lease_is_live, sweep_temporaries
 from .shards import StageDir, fingerprint, shard_name
 from .stage import Shard, Stage
 from .workdir import mark_workdir
@@ -321,8 +321,7 @@ def _wait_for_others(
             if sd.is_complete(shard.index):
                 by_others.append(shard)
                 continue
-            record = read_lease(_lease_path(sd, shard.index))
-            if record is None or not record.is_live(keeper.ttl):
+            if not lease_is_live(_lease_path(sd, shard.index), keeper.ttl):
                 return [s for s in pending if not sd.is_complete(s.index)]
             still.append(shard)
         pending = still

@@ -166,3 +166,36 @@ def test_fingerprints_do_not_see_where_the_work_directory_is(tmp_path: Path) -> 
         "other": "/data/x",
         "n": ["{workdir}"],
     }
+
+
+def test_a_claimed_lease_is_never_seen_without_its_record(tmp_path: Path) -> None:
+    path = tmp_path / "_leases" / "00000.json"
+    keeper = LeaseKeeper(ttl=60)
+    assert keeper.claim(path, "shard 0")
+    record = read_lease(path)
+    assert record is not None and record.pid == os.getpid() and record.what == "shard 0"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["00000.json"]  # the written temporary is gone
+    keeper.close()
+
+
+def test_an_unreadable_lease_is_waited_for_then_taken_over_without_spinning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lease file without a readable record (left by a crash, or being written) holds for one TTL.
+
+    Waiting and taking over must agree on that: before, the waiter judged it stale and the claim judged
+    it live, and the run spun at full CPU until the TTL ran out."""
+    monkeypatch.setenv("SONIFY_LEASE_TTL", "1.5")
+    work, logs = tmp_path / "w", tmp_path / "logs"
+    logs.mkdir()
+    with pytest.raises(ModelLoadError, match="toy failure on shard 1"):
+        run_stage(ToyStage(str(logs), items=2, fail_shard=1), work, show_progress=False)
+    sd = StageDir(work / "toy")
+    assert sd.complete_shards() == [0]
+    (sd.lease_dir / "00001.json").write_text("")  # a claim that died between create and write
+    wall, cpu = time.monotonic(), time.process_time()
+    run_stage(ToyStage(str(logs), items=2), work, show_progress=False)
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    assert sd.complete_shards() == [0, 1]
+    assert 1.0 < wall < 15  # waited for the TTL, then took the shard over
+    assert cpu < 0.6 * wall  # and slept while waiting
