@@ -129,7 +129,8 @@ def loudness_retention(
         clips += pool_clips(pool, count)
     if len(clips) < 2:
         raise CliError("give at least 2 clips: --audio files or --pool W")
-    clips = [au.normalize_loudness(c, au.loudness(c), lufs) if np.isfinite(au.loudness(c)) else c for c in clips]
+    levels = [au.loudness(c) for c in clips]
+    clips = [au.normalize_loudness(c, lv, lufs) if np.isfinite(lv) else c for c, lv in zip(clips, levels, strict=True)]
     rows = retention_curve(ast_embedder(ast, device), clips, range_db or DEFAULT_RANGES, variants, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"clips": len(clips), "variants": variants, "ast": ast, "lufs": lufs, "rows": rows}
