@@ -273,7 +273,7 @@ def generated_images(folder: Path) -> dict[str, Path]:
     """id -> image file for any folder of images named by benchmark id (ours or a baseline's, any format)."""
     if not folder.is_dir():
         raise EvaluateError(f"--generated {folder} is not a folder")
-    exts = {e.lower() for e in IMAGE_EXTENSIONS} | {".png", ".jpg", ".jpeg", ".webp"}
+    exts = {e.lower() for e in IMAGE_EXTENSIONS}
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in exts:
