@@ -434,17 +434,6 @@ def load_standard(source: Source, target_sr: int = SAMPLE_RATE, max_seconds: flo
     return np.concatenate(blocks)
 
 
-def standard_window(reader: _Reader, segment: int, target_sr: int = SAMPLE_RATE) -> tuple[np.ndarray, int] | None:
-    """Segment `segment` of the standardised file, zero-padded, and its valid frames; None past the end.
-
-    Byte-identical to `window(load_standard(file), segment)`: the same block, computed alone.
-    """
-    block = next(standard_blocks(reader, target_sr, segment, segment + 1), None)
-    if block is None:
-        return None
-    return window(block, 0, round(SEGMENT_SECONDS * target_sr))
-
-
 def num_segments(num_frames: int, segment_frames: int = SEGMENT_FRAMES) -> int:
     """Non-overlapping windows covering the signal; the last one is zero-padded (34 s -> 7)."""
     return max(1, math.ceil(num_frames / segment_frames))
