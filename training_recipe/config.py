@@ -78,10 +78,11 @@ class TrainConfig:
             raise ConfigError(f"null_audio must be {' or '.join(NULL_AUDIO_KINDS)}, not {self.null_audio!r}")
         if not 0.0 <= self.null_audio_rate < 1.0:
             raise ConfigError(f"null_audio_rate must be in [0, 1), not {self.null_audio_rate}")
-        choices = [r.value for r in ReportTo]
-        if str(getattr(self.report_to, "value", self.report_to)) not in choices:
-            raise ConfigError(f"report_to must be one of {', '.join(choices)}, not {self.report_to!r}")
-        self.report_to = ReportTo(getattr(self.report_to, "value", self.report_to)).value
+        try:
+            self.report_to = ReportTo(self.report_to).value  # a ReportTo or its value, stored as the value
+        except ValueError:
+            choices = ", ".join(r.value for r in ReportTo)
+            raise ConfigError(f"report_to must be one of {choices}, not {self.report_to!r}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
