@@ -249,7 +249,7 @@ class LeaseKeeper:
                     self._held[path] = fresh
 
 
-def live_leases(folder: Path, ttl: float | None = None, *, exclude_pid: int | None = None) -> list[LeaseRecord]:
+def live_leases(folder: Path, ttl: float | None = None) -> list[LeaseRecord]:
     """Live leases in `folder` and in the stage folders nested one level below it (pool/clap in pool)."""
     ttl = lease_ttl() if ttl is None else ttl
     found = []
@@ -260,26 +260,18 @@ def live_leases(folder: Path, ttl: float | None = None, *, exclude_pid: int | No
             record = read_lease(path)
             if record is None or not lease_is_live(path, ttl, record):
                 continue  # an unreadable lease names no holder to report
-            if exclude_pid is not None and record.pid == exclude_pid and record.host == socket.gethostname():
-                continue
             found.append(record)
     return found
 
 
 @contextlib.contextmanager
-def held_lock(path: Path, what: str, *, wait_s: float | None = None, poll_s: float = 0.05) -> Iterator[bool]:
-    """Hold the lease at `path` for the block: waits for a live holder (or its staleness), yields True.
-
-    With `wait_s`, gives up after that long and yields False (the caller decides what that means).
-    """
+def held_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold the lease at `path` for the block: waits for a live holder to finish (or go stale)."""
     keeper = LeaseKeeper()
-    deadline = None if wait_s is None else time.monotonic() + wait_s
-    got = keeper.claim(path, what)
-    while not got and (deadline is None or time.monotonic() < deadline):
-        time.sleep(poll_s)
-        got = keeper.claim(path, what)
+    while not keeper.claim(path, what):
+        time.sleep(0.05)
     try:
-        yield got
+        yield
     finally:
         keeper.close()
 
