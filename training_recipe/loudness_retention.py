@@ -82,13 +82,14 @@ def ast_embedder(model: str, device: str) -> Embed:
 def pool_clips(workdir: Path, count: int) -> list[np.ndarray]:
     """`count` pool segments spread evenly over the pool (deterministic), read from their collections."""
     from sonify_toolkit.pool_files import load_pool
-    from sonify_toolkit.soundtrack import load_window
+
+    from .pool_sources import segment_window
 
     pool = load_pool(workdir, with_embeddings=False)
     roots = pool.manifest.get("segments", {}).get("roots", {})
     picks = np.linspace(0, pool.segments.num_rows - 1, min(count, pool.segments.num_rows)).round().astype(int)
     rows = pool.segments.take(np.unique(picks)).to_pylist()
-    return [load_window(roots, {**s, "clip_lufs": s["lufs"], "target_lufs": s["lufs"]}) for s in rows]
+    return [segment_window(roots, s) for s in rows]
 
 
 def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:

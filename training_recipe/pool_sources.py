@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,13 @@ class PoolSource:
         return self.concept
 
 
+def segment_window(roots: Mapping[str, str], segment: Mapping[str, Any]) -> np.ndarray:
+    """A pool segment's raw 16 kHz window read from its collection (checksum verified; raises SourceError)."""
+    from sonify_toolkit.soundtrack import load_window
+
+    return load_window(roots, {**segment, "clip_lufs": segment["lufs"], "target_lufs": segment["lufs"]})
+
+
 def concept_sources(
     workdir: str | Path,
     concepts: Sequence[str],
@@ -43,7 +51,7 @@ def concept_sources(
     `roots`: collection -> folder; defaults to the roots the pool was built from (its manifest)."""
     from sonify_toolkit.models.clap import ClapEncoder
     from sonify_toolkit.pool_files import load_pool
-    from sonify_toolkit.soundtrack import SourceError, load_window
+    from sonify_toolkit.soundtrack import SourceError
     from sonify_toolkit.vector_index import ExactIndex
 
     try:
@@ -59,9 +67,8 @@ def concept_sources(
     out = []
     for concept, score, row in zip(concepts, scores[:, rank], rows[:, rank], strict=True):
         seg = pool.segments.slice(int(row), 1).to_pylist()[0]
-        source_row = {**seg, "clip_lufs": seg["lufs"], "target_lufs": seg["lufs"]}
         try:
-            wave = load_window(roots, source_row)
+            wave = segment_window(roots, seg)
         except SourceError as exc:
             raise InputError(f"concept {concept!r} -> {seg['clip_id']}: {exc.reason}: {exc}") from None
         out.append(PoolSource(concept, seg["clip_id"], float(score), wave))
