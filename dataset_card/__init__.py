@@ -47,24 +47,14 @@ def card_data(
     """
     split_names = list(splits) if splits else ["train"]
     configs = [{"config_name": "default", "data_files": _data_files("data", split_names)}]
-    pair_splits = (
-        [_split(n["rows"], n["num_bytes"], name) for name, n in splits.items()]
-        if splits
-        else [_split(num_rows, num_bytes)]
-    )
-    infos = [{"config_name": "default", **features_yaml, "splits": pair_splits}]
+    infos = [{"config_name": "default", **features_yaml, "splits": _splits(splits, num_rows, num_bytes)}]
     if rendered:
         configs.append({"config_name": "rendered_audio", "data_files": _data_files("rendered", split_names)})
-        rendered_splits = rendered.get("splits")
         infos.append(
             {
                 "config_name": "rendered_audio",
                 **rendered["features_yaml"],
-                "splits": (
-                    [_split(n["rows"], n["num_bytes"], name) for name, n in rendered_splits.items()]
-                    if rendered_splits
-                    else [_split(rendered["rows"], rendered["num_bytes"])]
-                ),
+                "splits": _splits(rendered.get("splits"), rendered["rows"], rendered["num_bytes"]),
             }
         )
     return DatasetCardData(
@@ -87,6 +77,13 @@ def _data_files(folder: str, splits: list[str]) -> list[dict[str, str]]:
 
 def _split(rows: int, num_bytes: int, name: str = "train") -> dict[str, Any]:
     return {"name": name, "num_bytes": num_bytes, "num_examples": rows}
+
+
+def _splits(splits: dict[str, dict[str, int]] | None, rows: int, num_bytes: int) -> list[dict[str, Any]]:
+    """A config's split infos: each of `splits` ({name: {"rows", "num_bytes"}}), else one train split."""
+    if splits:
+        return [_split(n["rows"], n["num_bytes"], name) for name, n in splits.items()]
+    return [_split(rows, num_bytes)]
 
 
 def collections(run: RunData, stats: dict[str, Any]) -> list[str]:
