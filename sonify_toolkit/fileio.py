@@ -16,11 +16,8 @@ class UnsafePathError(ValueError):
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return sha256_open_file(f, chunk)
 
 
 def sha256_bytes(data: bytes) -> str:
