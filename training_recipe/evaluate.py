@@ -57,7 +57,8 @@ class EvaluateError(InputError):
 
 
 # --- metrics: pure functions over embeddings ----------------------------------------------------
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float64); all-zero rows stay zero."""
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -66,12 +67,12 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """cos(a_i, b_i) for each row: (n,) in [-1, 1]."""
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{a.shape[0]} vs {b.shape[0]} rows")
-    return np.sum(_unit(a) * _unit(b), axis=-1)
+    return np.sum(unit(a) * unit(b), axis=-1)
 
 
 def win_rate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per row i, the fraction of j != i with cos(a_i, b_i) > cos(a_i, b_j) (ties count half): (n,) in [0, 1]."""
-    sim = _unit(a) @ _unit(b).T
+    sim = unit(a) @ unit(b).T
     n = sim.shape[0]
     if n < 2:
         raise ValueError("a win rate needs at least 2 pairs")
@@ -83,7 +84,7 @@ def win_rate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def zscore_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per row i, (cos(a_i, b_i) - mean_j cos(a_i, b_j)) / std_j over j != i: (n,)."""
-    sim = _unit(a) @ _unit(b).T
+    sim = unit(a) @ unit(b).T
     n = sim.shape[0]
     if n < 3:
         raise ValueError("a z-score needs at least 3 pairs")

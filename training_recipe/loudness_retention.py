@@ -28,13 +28,10 @@ from sonify_toolkit.cli.common import CliError, Device, one_line_errors
 from sonify_toolkit.models.ast import DEFAULT_AST
 from sonify_toolkit.settings import SAMPLE_RATE
 
+from .evaluate import unit
+
 Embed = Callable[[list[np.ndarray]], np.ndarray]  # clips -> (n, dim)
 DEFAULT_RANGES = (0.0, 6.0, 12.0, 24.0, 36.0, 48.0)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def retention_curve(
@@ -47,7 +44,7 @@ def retention_curve(
     """Per range: 1-NN accuracy of gained clips against the references, and their mean cosine to their own."""
     if len(clips) < 2:
         raise ValueError("the experiment needs at least 2 clips (each is its own class)")
-    refs = _unit(embed(list(clips)))
+    refs = unit(embed(list(clips)))
     rng = np.random.default_rng(seed)
     rows = []
     for r in ranges_db:
@@ -57,7 +54,7 @@ def retention_curve(
             for c, gs in zip(clips, gains, strict=True)
             for g in gs
         ]
-        emb = _unit(embed(gained))
+        emb = unit(embed(gained))
         sims = emb @ refs.T
         truth = np.repeat(np.arange(len(clips)), variants)
         rows.append(
