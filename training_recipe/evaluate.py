@@ -308,7 +308,7 @@ def evaluate(
 ) -> None:
     """AIS (cosine, win rate, z-score), IIS and FID over a benchmark's pairs and a folder of generated images."""
     try:
-        fid_kind = FidFeatures(getattr(fid_features, "value", fid_features))
+        fid_kind = FidFeatures(fid_features)  # a FidFeatures or its value
     except ValueError:
         raise EvaluateError(f"--fid-features must be inception or clip, not {fid_features!r}") from None
     if wav2clip is None and not no_ais:
