@@ -8,15 +8,14 @@ sub-folders nor offers to start a run in a system folder.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from . import __version__
+from .shards import STAGE_FILE, atomic_write_bytes
 
 WORKDIR_MARKER = ".sonify-workdir.json"
 # where stages put their folders (relative to W), for work directories made before the marker
 KNOWN_STAGE_FOLDERS = ("pool", "pool/clap", "concepts/*", "retrieve/search", "pairs", "render")
-STAGE_FILE = "_stage.json"
 
 
 def mark_workdir(workdir: str | Path) -> None:
@@ -24,10 +23,8 @@ def mark_workdir(workdir: str | Path) -> None:
     marker = Path(workdir) / WORKDIR_MARKER
     if marker.is_file():
         return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"sonify": __version__}) + "\n")  # no time: outputs stay byte-identical across runs
-    os.replace(tmp, marker)
+    # no time: outputs stay byte-identical across runs
+    atomic_write_bytes(marker, (json.dumps({"sonify": __version__}) + "\n").encode(), fsync=False)
 
 
 def is_workdir(path: str | Path) -> bool:
