@@ -130,11 +130,6 @@ class PoolVectors:
         if fill:
             yield first, gathered[:fill]
 
-    def release(self) -> None:
-        """Drop every page of the pool from this process (after random reads such as a rescoring pass)."""
-        for file in self._files:
-            file.release(0, file.array.shape[0])
-
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Rows by pool index, any shape: (*rows.shape, dim) float32."""
         flat = np.asarray(rows, dtype=np.int64).reshape(-1)
