@@ -140,8 +140,7 @@ class CountAccumulator:
     def as_dict(self) -> dict[Any, int]:
         """{value: count} in value order (nulls last, as None)."""
         t = self.table()
-        pairs = zip(t.column("value").to_pylist(), t.column("count").to_pylist(), strict=True)
-        return dict(sorted(pairs, key=lambda kv: (kv[0] is None, "" if kv[0] is None else kv[0])))
+        return _by_value(t.column("value").to_pylist(), t.column("count").to_pylist())
 
     def most_common(self, n: int) -> list[list[Any]]:
         """The n most counted values, ties by value (as `sorted(..., key=(-count, value))`)."""
@@ -471,7 +470,12 @@ def source_column(pairs: pa.Table, name: str) -> pa.ChunkedArray:
 def value_counts(values: pa.ChunkedArray | pa.Array) -> dict[Any, int]:
     """{value: count} in value order (nulls included as None)."""
     counts = pc.value_counts(values)
-    pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+    return _by_value(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+
+
+def _by_value(values: list[Any], counts: list[int]) -> dict[Any, int]:
+    """{value: count} sorted by value, None last."""
+    pairs = zip(values, counts, strict=True)
     return dict(sorted(pairs, key=lambda kv: (kv[0] is None, "" if kv[0] is None else kv[0])))
 
 
