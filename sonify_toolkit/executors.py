@@ -217,12 +217,10 @@ class ProcessPoolShardExecutor:
                     yield fut.result()
             graceful = True
         finally:
-            if graceful:
-                pool.shutdown(wait=True, cancel_futures=True)
-            else:  # interrupted (or the caller stopped listening): stop the workers now
+            if not graceful:  # interrupted (or the caller stopped listening): stop the workers now
                 for proc in list((getattr(pool, "_processes", None) or {}).values()):
                     proc.terminate()
-                pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ShardActor(StageHolder):
