@@ -135,7 +135,7 @@ class StageDir:
         recorded for humans outside the fingerprint, and refreshed when the data moved.
         """
         fp = fingerprint({"stage": stage, "params": params, "num_shards": num_shards})
-        with held_lock(self.path.with_name(f".{self.path.name}.lock"), f"preparing {stage}"):
+        with held_lock(self._lock_path, f"preparing {stage}"):
             old = self.manifest()
             has_work = bool(self.complete_shards())
             if old is None and has_work:
@@ -177,6 +177,11 @@ class StageDir:
             atomic_write_json(self.manifest_path, manifest)
             return fp
 
+    @property
+    def _lock_path(self) -> Path:
+        """The lock beside the folder that `prepare` and `discard_if_unstarted` hold."""
+        return self.path.with_name(f".{self.path.name}.lock")
+
     def clear(self) -> None:
         """Remove the folder; renamed away first so a kill mid-delete never leaves stale shards behind.
 
@@ -200,7 +205,7 @@ class StageDir:
         A start that failed (a model id that does not load) must not leave a folder that later
         commands count as unfinished work. Kept when any shard is complete or anyone holds a lease.
         """
-        with held_lock(self.path.with_name(f".{self.path.name}.lock"), "discarding an unstarted stage"):
+        with held_lock(self._lock_path, "discarding an unstarted stage"):
             if self.generation() != generation or self.complete_shards() or live_leases(self.path):
                 return False
             self.clear()
