@@ -10,21 +10,15 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InputError
 from .pair_source import PairSource
+from .stats import source_column, value_counts
 
 
 class UnknownCollectionError(InputError):
     """A `--source` name that no pair uses (a typo, or the wrong release)."""
-
-
-def _counts(sources: pa.ChunkedArray | pa.Array) -> Counter[str]:
-    names = pc.struct_field(pc.list_flatten(sources), "source")
-    return Counter({str(v["values"]): int(v["counts"]) for v in pc.value_counts(names).to_pylist()})
 
 
 def source_counts(pairs: PairSource) -> Counter[str]:
@@ -32,7 +26,8 @@ def source_counts(pairs: PairSource) -> Counter[str]:
     total: Counter[str] = Counter()
     for index, part in enumerate(pairs.parts):
         if Path(part).suffix == ".parquet" and Path(part).is_file():
-            total += _counts(pq.read_table(part, columns=["sources"]).column("sources"))
+            names = source_column(pq.read_table(part, columns=["sources"]), "source")
+            total += Counter({str(name): n for name, n in value_counts(names).items()})
         else:
             rows = pairs.read(index, list(range(len(pairs.pair_ids(index)))))
             total += Counter(str(s.get("source")) for row in rows for s in row.get("sources") or [])
