@@ -296,7 +296,7 @@ class PoolSegmentsStage(Stage):
                 "per_source": dict(sorted(per_source.items())),
                 "skipped": skipped,  # entries under the roots that are not audio files, by extension
                 "params": self.params(),
-                "roots": {k: str(Path(v).resolve()) for k, v in sorted(self.sources.items())},
+                **self.finalize_params(),  # "roots": where the collections are now
             },
         )
         facts = {"segments": f"{segs.num_rows:,} ({', '.join(f'{k}: {v:,}' for k, v in sorted(per_source.items()))})"}
