@@ -196,9 +196,8 @@ def _split_tables(
     pairs: ParquetRows, holdout: float | None, roots: Mapping[str, Path] | None = None
 ) -> Iterator[dict[str, pa.Table]]:
     """Each pairs file as the release stores it, divided into its splits ({"train": table} without holdout)."""
-    release_schema = schema.pairs_features().arrow_schema
     for part in pairs.file_tables():
-        table = public_image_sources(part.cast(release_schema), roots)
+        table = public_image_sources(release_table(part), roots)
         if holdout is None:
             yield {"train": table}
             continue
