@@ -87,7 +87,7 @@ def _splits(splits: dict[str, dict[str, int]] | None, rows: int, num_bytes: int)
 
 
 def collections(run: RunData, stats: dict[str, Any]) -> list[str]:
-    """Sound collections used (from the pairs and the pool manifest) and named image sources."""
+    """Sound collections used (from the pairs and the pool manifest); image sources are `image_collections`."""
     names = set(stats["counts"]["sources_per_collection"]) | set(
         run.pool_manifest.get("segments", {}).get("per_source", {})
     )
