@@ -137,7 +137,6 @@ class ExactIndex:
 
 
 def build_index(vectors: np.ndarray, spec: IndexSpec, device: str = "cpu") -> Any:
-    """An inner-product index over the pool rows (row i of `vectors` gets id i)."""
     """An inner-product index over the pool rows (row i of `vectors` gets id i).
 
     `vectors` is an array or the memory-mapped pool. faiss indexes receive the rows block by block,
